@@ -1,0 +1,25 @@
+# EDAD workflow: domain vocab -> pretraining examples -> teacher adaptation / TinyBERT GD / EDAD -> NER -> tables.
+# Default config is the paper; overlays: --configfile config/mini.yaml (CPU demo) or config/smoke.yaml (tests).
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/ner_data.smk"
+include: "rules/corpus.smk"
+include: "rules/vocab.smk"
+include: "rules/pretrain_data.smk"
+include: "rules/train.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True
