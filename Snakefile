@@ -1,11 +1,13 @@
 # EDAD workflow: domain vocab -> pretraining examples -> teacher adaptation / TinyBERT GD / EDAD -> NER -> tables.
 # Default config is the paper; overlays: --configfile config/mini.yaml (CPU demo) or config/smoke.yaml (tests).
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "config/schema.yaml")

@@ -1,0 +1,486 @@
+"""Domain corpus (DESIGN.md section 3, stage 2): read documents from the configured sources, normalise,
+split into sentences, and write a deterministic subset of N whitespace tokens.
+
+Sources (config ``corpus.sources``, a list; each item has ``kind``):
+
+- ``pmc``: the PMC Open Access commercial-use subset from the AWS open-data bucket ``pmc-oa-opendata``
+  over plain HTTPS (no credentials). Layout, checked against NCBI's pages (pmc.ncbi.nlm.nih.gov/tools/pmcaws,
+  the bucket's README.txt) and public code that reads the bucket (2026): every article version is a folder
+  ``PMC<id>.<version>/`` at the bucket root holding ``PMC<id>.<version>.xml`` (JATS), ``.txt`` (plain text
+  NCBI extracted from the XML), ``.pdf`` and ``.json`` (metadata; the same JSON is also at
+  ``metadata/PMC<id>.<version>.json``). Metadata fields used: ``license_code`` ("CC BY", "CC0", "CC BY-NC",
+  "CC BY-NC-ND", ...; null for articles without a machine-readable licence), ``is_retracted`` (bool), and
+  ``text_url`` / ``xml_url`` (``s3://pmc-oa-opendata/<key>?md5=<hex>``, null when that rendition does not
+  exist); the legacy ``oa_comm/`` tree moved to ``deprecated/`` in April 2026. NCBI's ``.txt`` keeps the
+  legacy sections ``==== Front`` (journal, authors, affiliations, abstract run together), ``==== Body`` and
+  ``==== Refs``: with ``format: txt`` only the Body is used (no title or abstract). The default is
+  ``format: xml``: the JATS conversion keeps title and abstract (the NER tasks' own genre) and drops the
+  rest cleanly, at about twice the download. The field names are
+  configurable (``license_field``, ``retracted_field``); a metadata file without them is an error (a wrong
+  name must not silently let retracted articles in). Article folders are listed with S3 ListObjectsV2 over
+  HTTPS (``?list-type=2&prefix=PMC&delimiter=/``, paged by continuation token), in key order; of several
+  versions of one article only the highest is used. An article is kept when its licence is in ``licenses``
+  (compared ignoring case, spaces and hyphens) and it is not retracted. Its ``.txt`` (``format: txt``) or
+  JATS ``.xml`` (``format: xml``) is fetched on ``concurrency`` threads, checked against the md5 of the
+  metadata, and cached under ``cache_dir``: a rerun fetches only what is missing.
+- ``urls``: ``urls:`` (a list) and/or ``url_file:`` (one ``<url> [<sha256>]`` per line; ``#`` comments),
+  ``.txt`` or JATS ``.xml``/``.nxml``, fetched through edad_core.download (mirror first), cached likewise.
+- ``local``: ``paths:``, files or glob patterns (sorted matches), ``.txt`` or ``.xml``/``.nxml``.
+
+Text: JATS goes through edad_core.jats; ``.txt`` files are read as UTF-8 with one paragraph per line (only
+the Body section when the file has NCBI's ``==== Body`` markers) and lose numeric citation brackets ("[1,2]"). Then unicode NFKC, soft hyphens and zero-width characters removed,
+whitespace collapsed, and sentences split by ``split_sentences`` (a regex splitter with an abbreviation
+list: pysbd handled about 13k words/s here, too slow for the paper's 500M tokens).
+
+Order and subset: documents come in source order (sources as configured; pmc by key, urls as listed,
+local paths as given, glob matches sorted); no shuffle, so the subset is a prefix that can be produced
+while streaming and the manifest lists exactly what was read. Sentences are taken while the running count
+of whitespace tokens stays <= ``n_tokens``: the first sentence that would exceed it ends the corpus, so the
+count is the largest sentence-boundary count <= N (equal to N when a boundary falls there).
+``n_tokens: null`` takes everything; a corpus with fewer than N tokens is an error (the paper asks for
+exactly N), after which no output is left behind.
+
+Outputs: the corpus (one sentence per line, one blank line between documents), a stats JSON (documents,
+sentences, tokens, sha256 of the corpus file, the sources and per-kind counts) and a manifest TSV
+(kind, doc_id, location, sha256, license) of every document that contributed, so the same corpus can be
+fetched again later (``tail -n +2 manifest.tsv | cut -f3,4`` is a valid ``url_file``).
+Everything streams (memory does not grow with the corpus) and all three outputs appear atomically.
+"""
+
+import contextlib
+import glob
+import hashlib
+import json
+import logging
+import os
+import re
+import unicodedata
+import urllib.parse
+import xml.etree.ElementTree as ET
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from edad_core.download import fetch, fetch_bytes, mirror_path
+from edad_core.jats import jats_to_text, strip_numeric_citations
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "pmc": {
+        "bucket_url": "https://pmc-oa-opendata.s3.amazonaws.com",
+        "prefix": "PMC",
+        "licenses": ["CC BY", "CC0"],
+        "format": "xml",
+        "max_articles": None,
+        "concurrency": 8,
+        "page_size": 1000,
+        "license_field": "license_code",
+        "retracted_field": "is_retracted",
+    },
+    "urls": {"urls": [], "url_file": None, "concurrency": 4},
+    "local": {"paths": []},
+}
+FORMATS = {".txt": "txt", ".xml": "xml", ".nxml": "xml"}
+RENDITION_FIELD = {"txt": "text_url", "xml": "xml_url"}
+ARTICLE = re.compile(r"(PMC\d+)\.(\d+)/$")
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class Document:
+    kind: str  # source kind
+    id: str  # PMC<id>.<version>, URL or path
+    location: str  # where the bytes came from (URL or path)
+    sha256: str  # of those bytes
+    text: str
+    license: str = ""
+
+
+# ----------------------------------------------------------------------------- text
+
+
+# soft hyphen, zero-width characters and BOM vanish; other control characters become spaces
+_TRANSLATE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None) | {
+    c: " " for c in [*range(32), *range(127, 160)] if chr(c) not in "\n\r\x85"
+}
+
+
+def normalize(text: str) -> str:
+    """Unicode NFKC (ligatures, full-width forms, odd spaces), soft hyphens/zero-width characters removed,
+    control characters to spaces. Line breaks (paragraphs) stay."""
+    return unicodedata.normalize("NFKC", text).translate(_TRANSLATE)
+
+
+# a period is not a sentence end after these words (compared lowercased, without the final period)
+ABBREVIATIONS = frozenset(
+    "al fig figs eq eqs ref refs vs approx ca cf no nos vol vols dr prof mr mrs ms st sp spp subsp ssp var "
+    "resp viz suppl inc ltd co corp jr dept univ ed eds pp ph.d".split()
+)
+INITIALISM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")  # e.g, i.e, U.S (the final period is not in the word)
+# end punctuation, optional closing quotes/brackets, whitespace, then an upper-case letter or digit
+BOUNDARY = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u0391-\u03a9])")
+
+
+def _is_abbreviation(line: str, period: int) -> bool:
+    word = line[line.rfind(" ", 0, period) + 1 : period].lstrip("\"'([\u201c\u2018")
+    # a single capital is an initial or a genus ("J. Smith", "E. coli", "S. cerevisiae")
+    return (len(word) == 1 and word.isupper()) or word.lower() in ABBREVIATIONS or bool(INITIALISM.fullmatch(word))
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, whitespace collapsed; every line is a paragraph (never joined to the next).
+
+    A sentence ends at . ! or ? (plus closing quotes/brackets) followed by whitespace and an upper-case
+    letter, a digit or an opening quote/bracket, except after an abbreviation ("et al.", "Fig.", "vs.",
+    "approx.", "e.g.", "i.e.") or a single capital letter ("E. coli", "J. Smith"). Decimals (0.05) never split: no space follows
+    their period. Known misses: a sentence ending in an abbreviation or a single capital ("vitamin D.") is
+    joined to the next, and a sentence starting with a lower-case word ("mRNA levels ...") is not split off.
+    """
+    sentences = []
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        start = 0
+        for m in BOUNDARY.finditer(line):
+            if line[m.start()] == "." and _is_abbreviation(line, m.start()):
+                continue
+            sentences.append(line[start : m.end()].rstrip())
+            start = m.end()
+        if start < len(line):
+            sentences.append(line[start:])
+    return sentences
+
+
+PMC_TXT_SECTION = re.compile(r"^==== (\w+)[ \t]*$", re.MULTILINE)
+
+
+def _document_text(data: bytes, fmt: str, name: str) -> str:
+    if fmt == "xml":
+        return jats_to_text(data, name)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}: not UTF-8 text ({e})") from None
+    parts = PMC_TXT_SECTION.split(text)
+    if len(parts) > 1:  # NCBI's .txt: '==== Front' (journal, authors, ...), '==== Body', '==== Refs': keep Body
+        text = "\n".join(body for section, body in zip(parts[1::2], parts[2::2]) if section == "Body")
+    return strip_numeric_citations(text)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def check_sources(sources) -> list[dict]:
+    """Validate `corpus.sources` and fill defaults; errors name the config key."""
+    if not isinstance(sources, list) or not sources:
+        raise ValueError("corpus.sources: expected a non-empty list of sources")
+    checked = []
+    for i, src in enumerate(sources):
+        key = f"corpus.sources[{i}]"
+        if not isinstance(src, dict):
+            raise ValueError(f"{key}: expected a mapping with a `kind`, got {src!r}")
+        kind = src.get("kind")
+        if kind not in DEFAULTS:
+            raise ValueError(f"{key}.kind: unknown source kind {kind!r} (expected one of {', '.join(DEFAULTS)})")
+        unknown = set(src) - set(DEFAULTS[kind]) - {"kind"}
+        if unknown:
+            raise ValueError(f"{key}: unknown key(s) {sorted(unknown)} for kind {kind!r} (allowed: {sorted(DEFAULTS[kind])})")
+        cfg = {**DEFAULTS[kind], **{k: v for k, v in src.items() if v is not None}, "key": key}
+        for name in ("concurrency", "page_size", "max_articles"):
+            if name in src and src[name] is not None and (not isinstance(src[name], int) or src[name] < 1):
+                raise ValueError(f"{key}.{name}: expected a positive integer, got {src[name]!r}")
+        if kind == "pmc" and cfg["format"] not in RENDITION_FIELD:
+            raise ValueError(f"{key}.format: expected 'txt' or 'xml', got {cfg['format']!r}")
+        if kind == "pmc" and not 1 <= cfg["page_size"] <= 1000:
+            raise ValueError(f"{key}.page_size: S3 returns at most 1000 keys per page, got {cfg['page_size']}")
+        for name in ("licenses", "urls", "paths"):
+            if name in cfg and not (isinstance(cfg[name], list) and all(isinstance(x, str) for x in cfg[name])):
+                raise ValueError(f"{key}.{name}: expected a list of strings, got {cfg[name]!r}")
+        if kind == "urls":
+            cfg["items"] = _url_items(cfg)
+        if kind == "local":
+            cfg["items"] = _local_items(cfg)
+        checked.append(cfg)
+    return checked
+
+
+def source_files(sources) -> list[str]:
+    """Local files the sources read (url_file lists, local documents): the rule's inputs, so editing one reruns it."""
+    files = []
+    for cfg in check_sources(sources):
+        if cfg["kind"] == "urls" and cfg["url_file"]:
+            files.append(cfg["url_file"])
+        if cfg["kind"] == "local":
+            files += [str(path) for path, _ in cfg["items"]]
+    return files
+
+
+def _format_of(path: str, where: str) -> str:
+    fmt = FORMATS.get(os.path.splitext(path)[1].lower())
+    if fmt is None:
+        raise ValueError(f"{where}: {path!r} is neither .txt nor JATS .xml/.nxml")
+    return fmt
+
+
+def _url_items(cfg: dict) -> list[tuple[str, str | None, str]]:
+    """(url, sha256 or None, format) from `urls:` then `url_file:`."""
+    items = [(u, None, _format_of(urllib.parse.urlsplit(u).path, f"{cfg['key']}.urls[{j}]")) for j, u in enumerate(cfg["urls"])]
+    if cfg["url_file"]:
+        path = Path(cfg["url_file"])
+        if not path.is_file():
+            raise ValueError(f"{cfg['key']}.url_file: no such file: {path}")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            if len(fields) > 2 or (len(fields) == 2 and not SHA256.fullmatch(fields[1])):
+                raise ValueError(f"{path}:{n}: expected '<url> [<sha256>]', got {line!r}")
+            url = fields[0]
+            items.append((url, fields[1].lower() if len(fields) == 2 else None, _format_of(urllib.parse.urlsplit(url).path, f"{path}:{n}")))
+    if not items:
+        raise ValueError(f"{cfg['key']}: neither `urls` nor `url_file` lists any URL")
+    return items
+
+
+def _local_items(cfg: dict) -> list[tuple[Path, str]]:
+    items = []
+    for j, pattern in enumerate(cfg["paths"]):
+        where = f"{cfg['key']}.paths[{j}]"
+        if glob.has_magic(pattern):
+            found = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise ValueError(f"{where}: pattern {pattern!r} matches no file")
+        elif os.path.isfile(pattern):
+            found = [pattern]
+        else:
+            raise ValueError(f"{where}: no such file: {pattern}")
+        items += [(Path(p), _format_of(p, where)) for p in found]
+    if not items:
+        raise ValueError(f"{cfg['key']}.paths: no paths given")
+    return items
+
+
+def _digest_ok(data: bytes, algo: str | None, expected: str | None) -> bool:
+    return expected is None or hashlib.new(algo, data, usedforsecurity=False).hexdigest() == expected.lower()
+
+
+def _cached(url: str, cache_dir: Path, mirror, algo: str | None = None, expected: str | None = None) -> bytes:
+    """Bytes of `url`, from the cache (laid out by URL like the mirror) or fetched into it; a cached file
+    that fails the digest is fetched again."""
+    dest = mirror_path(url, cache_dir)
+    if dest.is_file() and _digest_ok(data := dest.read_bytes(), algo, expected):
+        return data
+    fetch(url, dest, mirror=mirror, progress=False)
+    data = dest.read_bytes()
+    if not _digest_ok(data, algo, expected):
+        dest.unlink()
+        raise ValueError(f"{url}: {algo} mismatch (expected {expected}); the bad copy was removed")
+    return data
+
+
+def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+    """fn(item) on `workers` threads, results in input order, at most 2 x workers items in flight."""
+    with ThreadPoolExecutor(workers) as pool:
+        window: deque = deque()
+        try:
+            for item in items:
+                window.append(pool.submit(fn, item))
+                if len(window) >= 2 * workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:  # closed early (enough tokens): drop what has not started
+            for future in window:
+                future.cancel()
+
+
+def _norm_license(code) -> str:
+    return re.sub(r"[\s_-]+", "", str(code)).upper()
+
+
+def _truthy(value) -> bool:
+    return str(value).strip().lower() in ("true", "yes", "y", "1")
+
+
+def _pmc_articles(cfg: dict, mirror) -> Iterator[str]:
+    """Article folders 'PMC<id>.<version>' in key order (ListObjectsV2 pages); the highest version per id."""
+    base, token, last = cfg["bucket_url"].rstrip("/"), None, None
+    while True:
+        query = {"list-type": "2", "prefix": cfg["prefix"], "delimiter": "/", "max-keys": str(cfg["page_size"])}
+        if token:
+            query["continuation-token"] = token
+        url = f"{base}/?{urllib.parse.urlencode(query)}"
+        try:
+            page = ET.fromstring(fetch_bytes(url, mirror=mirror))
+        except ET.ParseError as e:
+            raise ValueError(f"{url}: not an S3 ListObjectsV2 answer ({e})") from None
+        for prefix in page.iterfind("{*}CommonPrefixes/{*}Prefix"):
+            m = ARTICLE.fullmatch(prefix.text or "")
+            if m is None:
+                continue
+            pmcid, version = m.group(1), int(m.group(2))
+            if last is not None and last[0] != pmcid:
+                yield f"{last[0]}.{last[1]}"
+            last = (pmcid, max(version, last[1]) if last and last[0] == pmcid else version)
+        token = page.findtext("{*}NextContinuationToken")
+        if page.findtext("{*}IsTruncated") != "true" or not token:
+            break
+    if last is not None:
+        yield f"{last[0]}.{last[1]}"
+
+
+def _pmc_article(article: str, cfg: dict, mirror, cache_dir: Path) -> tuple[str, Document | None]:
+    """('kept', Document) or (reason, None) for one article folder."""
+    base = cfg["bucket_url"].rstrip("/")
+    meta_url = f"{base}/{article}/{article}.json"
+    try:
+        meta = json.loads(_cached(meta_url, cache_dir, mirror))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{meta_url}: metadata is not JSON ({e})") from None
+    for field in ("license_field", "retracted_field"):
+        if cfg[field] not in meta:
+            raise ValueError(f"{meta_url}: no field {cfg[field]!r} ({cfg['key']}.{field}); fields: {sorted(meta)}")
+    license = meta[cfg["license_field"]]
+    if license is None or _norm_license(license) not in {_norm_license(x) for x in cfg["licenses"]}:
+        return "excluded_license", None
+    if _truthy(meta[cfg["retracted_field"]]):
+        return "excluded_retracted", None
+    href = meta.get(RENDITION_FIELD[cfg["format"]], f"{article}/{article}.{cfg['format']}")
+    if not href:
+        return "no_rendition", None
+    parts = urllib.parse.urlsplit(href)  # s3://bucket/KEY?md5=..., https://host/KEY or a bare KEY
+    key = parts.path.lstrip("/") if parts.scheme else parts.path
+    md5 = urllib.parse.parse_qs(parts.query).get("md5", [None])[0]
+    url = f"{base}/{key}"
+    data = _cached(url, cache_dir, mirror, "md5", md5)
+    text = _document_text(data, cfg["format"], url)
+    return "kept", Document("pmc", article, url, hashlib.sha256(data).hexdigest(), text, str(license))
+
+
+def _pmc_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter) -> Iterator[Document]:
+    def work(article):
+        return _pmc_article(article, cfg, mirror, cache_dir)
+
+    kept = 0
+    with contextlib.closing(_ordered_map(work, _pmc_articles(cfg, mirror), cfg["concurrency"])) as results:
+        for reason, doc in results:
+            counts[f"pmc_{reason}"] += 1
+            if doc is not None:
+                yield doc
+                kept += 1
+                if kept == cfg["max_articles"]:
+                    return
+
+
+def _url_documents(cfg: dict, mirror, cache_dir: Path) -> Iterator[Document]:
+    def work(item):
+        url, sha256, fmt = item
+        data = _cached(url, cache_dir, mirror, "sha256", sha256)
+        return Document("urls", url, url, hashlib.sha256(data).hexdigest(), _document_text(data, fmt, url))
+
+    with contextlib.closing(_ordered_map(work, cfg["items"], cfg["concurrency"])) as results:
+        yield from results
+
+
+def _local_documents(cfg: dict) -> Iterator[Document]:
+    for path, fmt in cfg["items"]:
+        data = path.read_bytes()
+        yield Document("local", str(path), str(path), hashlib.sha256(data).hexdigest(), _document_text(data, fmt, str(path)))
+
+
+def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = None) -> Iterator[Document]:
+    """Documents of all sources, in source order (see module docstring). `counts` collects pmc exclusions."""
+    counts = Counter() if counts is None else counts
+    cache_dir = Path(cache_dir)
+    for cfg in check_sources(sources):
+        if cfg["kind"] == "pmc":
+            docs = _pmc_documents(cfg, mirror, cache_dir, counts)
+        elif cfg["kind"] == "urls":
+            docs = _url_documents(cfg, mirror, cache_dir)
+        else:
+            docs = _local_documents(cfg)
+        with contextlib.closing(docs):
+            yield from docs
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+@contextlib.contextmanager
+def _atomic(*paths: Path):
+    """Temp files beside `paths`, moved over them only when the block succeeds (removed otherwise)."""
+    temps = [p.with_name(f".{p.name}.tmp") for p in paths]
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield temps
+        for t, p in zip(temps, paths):
+            os.replace(t, p)
+    finally:
+        for t in temps:
+            t.unlink(missing_ok=True)
+
+
+def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | None, mirror=None, cache_dir) -> dict:
+    """Write the N-token corpus, its stats and its manifest (see module docstring); returns the stats."""
+    if n_tokens is not None and (not isinstance(n_tokens, int) or n_tokens < 1):
+        raise ValueError(f"corpus.n_tokens: expected a positive integer or null, got {n_tokens!r}")
+    counts: Counter = Counter()
+    by_kind: Counter = Counter()
+    tokens = sentences = documents = 0
+    digest = hashlib.sha256()
+    outputs = [Path(out_txt), Path(stats_json), Path(manifest_tsv)]
+    docs = iter_documents(sources, mirror=mirror, cache_dir=cache_dir, counts=counts)
+    with _atomic(*outputs) as (txt_tmp, stats_tmp, manifest_tmp), contextlib.closing(docs):
+        with open(txt_tmp, "wb") as out, open(manifest_tmp, "w", encoding="utf-8") as manifest, tqdm(
+            total=n_tokens, unit="tok", unit_scale=True, desc="corpus"
+        ) as bar:
+            manifest.write("kind\tdoc_id\tlocation\tsha256\tlicense\n")
+            full = False
+            for doc in docs:
+                lines, before = [], tokens
+                for sentence in split_sentences(normalize(doc.text)):
+                    n = sentence.count(" ") + 1  # whitespace tokens: sentences have single spaces, no ends
+                    if n_tokens is not None and tokens + n > n_tokens:
+                        full = True
+                        break
+                    lines.append(sentence)
+                    tokens += n
+                if lines:
+                    chunk = ("\n" if documents else "") + "\n".join(lines) + "\n"  # blank line between documents
+                    data = chunk.encode("utf-8")
+                    out.write(data)
+                    digest.update(data)
+                    manifest.write(f"{doc.kind}\t{doc.id}\t{doc.location}\t{doc.sha256}\t{doc.license}\n")
+                    documents += 1
+                    sentences += len(lines)
+                    by_kind[doc.kind] += 1
+                    bar.update(tokens - before)
+                if full:
+                    break
+        if documents == 0:
+            raise ValueError(
+                f"corpus.n_tokens = {n_tokens} is smaller than the first sentence" if full else "corpus.sources: the sources yielded no text"
+            )
+        if n_tokens is not None and not full and tokens < n_tokens:
+            raise ValueError(
+                f"corpus.n_tokens = {n_tokens} but the sources hold only {tokens} whitespace tokens "
+                f"({documents} documents): add sources, lower corpus.n_tokens, or set it to null to take everything"
+            )
+        stats = {
+            "documents": documents,
+            "sentences": sentences,
+            "tokens": tokens,
+            "n_tokens": n_tokens,
+            "sha256": digest.hexdigest(),
+            "documents_by_kind": dict(sorted(by_kind.items())),
+            "pmc_articles": dict(sorted(counts.items())),
+            "sources": sources,
+        }
+        stats_tmp.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    log.info("corpus: %d documents, %d sentences, %d tokens", documents, sentences, tokens)
+    return stats

@@ -1,0 +1,237 @@
+"""Every download of the workflow goes through here: mirror folder first, then HTTPS with retries,
+resume of partial files, sha256 verification and an atomic rename.
+
+Mirror layout: the file behind ``https://HOST/PATH`` is ``MIRROR/HOST/PATH`` (HOST keeps a ``:PORT`` if the URL
+has one). A URL with a query string
+(``https://HOST/PATH?QUERY``) is mirrored at ``MIRROR/HOST/PATH/<urllib.parse.quote(QUERY, safe="")>``, so
+listings such as ``?list-type=2&prefix=...`` can be mirrored too. The mirror is the ``mirror`` argument
+(config key ``mirror``), else the environment variable ``EDAD_MIRROR``.
+"""
+
+import hashlib
+import http.client
+import importlib.util
+import logging
+import os
+import shutil
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "edad-core/0.1 (+https://github.com/; research workflow)"
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}  # transient answers; any other HTTP error is final
+CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    pass
+
+
+class _Truncated(OSError):
+    """The connection ended before Content-Length bytes arrived (retried, resuming)."""
+
+
+def mirror_root(mirror: str | os.PathLike | None = None) -> Path | None:
+    """The mirror folder: explicit argument, else env EDAD_MIRROR, else None ('' counts as unset)."""
+    root = mirror if mirror not in (None, "") else os.environ.get("EDAD_MIRROR") or None
+    if root is None:
+        return None
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DownloadError(f"mirror folder {root} does not exist (config key `mirror` or env EDAD_MIRROR)")
+    return root
+
+
+def mirror_path(url: str, mirror: Path) -> Path:
+    """Where `url` lives inside `mirror` (see the module docstring for the layout)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise DownloadError(f"not an http(s) URL: {url!r}")
+    segments = [s for s in parts.path.split("/") if s]
+    if any(s in (".", "..") for s in segments):
+        raise DownloadError(f"URL path has '.' or '..' segments: {url!r}")
+    if parts.query:
+        segments.append(urllib.parse.quote(parts.query, safe=""))
+    return Path(mirror, parts.netloc, *segments)
+
+
+def sha256_file(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _check_sha256(path: Path, expected: str | None, what: str) -> None:
+    if expected is None:
+        return
+    got = sha256_file(path)
+    if got != expected.lower():
+        path.unlink()
+        raise DownloadError(f"sha256 mismatch for {what}: expected {expected}, got {got} (bad file removed)")
+
+
+def _with_retries(url, attempt, *, retries: int, backoff: float, looked_for: str):
+    """Run attempt() until it succeeds; transient errors are retried with exponential backoff."""
+    last = None
+    for i in range(retries + 1):
+        try:
+            return attempt()
+        except urllib.error.HTTPError as e:
+            if e.code not in RETRY_STATUS:
+                raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; {looked_for}") from e
+            last = e
+        except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, truncation
+            last = e
+        if i < retries:
+            wait = min(backoff * 2**i, 60.0)
+            log.warning("%s: %s; retry %d/%d in %.1f s", url, last, i + 1, retries, wait)
+            time.sleep(wait)
+    raise DownloadError(f"cannot download {url} ({retries + 1} attempts, last error: {last}); {looked_for}")
+
+
+def _looked_for(url: str, root: Path | None) -> str:
+    if root is None:
+        return "no mirror set (config key `mirror` or env EDAD_MIRROR), so the network was the only source"
+    return f"not in the mirror either (looked for {mirror_path(url, root)})"
+
+
+def _request(url: str, start: int = 0) -> urllib.request.Request:
+    headers = {"User-Agent": USER_AGENT}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    return urllib.request.Request(url, headers=headers)
+
+
+def _download_to(url: str, part: Path, *, timeout: float, progress: bool) -> None:
+    """One attempt: continue `part` from its current size (HTTP Range) or start it over."""
+    start = part.stat().st_size if part.exists() else 0
+    try:
+        resp = urllib.request.urlopen(_request(url, start), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code != 416 or not start:
+            raise
+        part.unlink()  # 416: the partial file is not a prefix we can continue (e.g. already complete): restart
+        start = 0
+        resp = urllib.request.urlopen(_request(url), timeout=timeout)
+    with resp:
+        if start and resp.status != 206:
+            start = 0  # the server ignored Range and sends the whole file
+        if start and not resp.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            part.unlink()
+            raise _Truncated(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}; restarting")
+        length = resp.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        with open(part, "ab" if start else "wb") as f, tqdm(
+            total=total, initial=start, unit="B", unit_scale=True, desc=Path(part.name).stem, disable=not progress
+        ) as bar:
+            while chunk := resp.read(CHUNK):
+                f.write(chunk)
+                bar.update(len(chunk))
+    if total is not None and part.stat().st_size != total:
+        raise _Truncated(f"got {part.stat().st_size} of {total} bytes")
+
+
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    mirror=None,
+    retries: int = 5,
+    timeout: float = 60.0,
+    progress: bool = True,
+    backoff: float = 1.0,
+) -> Path:
+    """Download `url` to `dest` (mirror first); `dest` appears only complete and verified."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    root = mirror_root(mirror)
+    local = mirror_path(url, root) if root else None
+    if local is not None and local.is_file():
+        shutil.copyfile(local, part)
+        _check_sha256(part, sha256, f"mirror file {local}")
+    else:
+        _with_retries(
+            url,
+            lambda: _download_to(url, part, timeout=timeout, progress=progress),
+            retries=retries,
+            backoff=backoff,
+            looked_for=_looked_for(url, root),
+        )
+        _check_sha256(part, sha256, url)
+    os.replace(part, dest)
+    return dest
+
+
+def fetch_bytes(url: str, *, mirror=None, retries: int = 5, timeout: float = 60.0, backoff: float = 1.0) -> bytes:
+    """Small files (listings, metadata): same mirror and retry logic, nothing written."""
+    root = mirror_root(mirror)
+    if root is not None and (local := mirror_path(url, root)).is_file():
+        return local.read_bytes()
+
+    def attempt() -> bytes:
+        with urllib.request.urlopen(_request(url), timeout=timeout) as resp:
+            return resp.read()
+
+    return _with_retries(url, attempt, retries=retries, backoff=backoff, looked_for=_looked_for(url, root))
+
+
+def _inside(path: str, root: Path) -> bool:
+    full = os.path.realpath(root / path)
+    return os.path.commonpath([full, str(root)]) == str(root)
+
+
+def safe_extract(archive, target_dir) -> list[Path]:
+    """Extract a tar (any compression) or zip archive into target_dir, after checking every member:
+    one whose path escapes target_dir (absolute, '..', a symlink or hardlink pointing out) -> DownloadError,
+    and nothing is extracted. Returns the paths of all members, in archive order."""
+    archive, target = Path(archive), Path(target_dir).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            for m in members:  # the stdlib "data" filter: no '..' paths, no links out, no devices
+                try:
+                    if os.path.isabs(m.name):  # the filter would silently strip the leading '/'
+                        raise tarfile.AbsolutePathError(m)
+                    tarfile.data_filter(m, str(target))
+                except tarfile.FilterError as e:
+                    raise DownloadError(f"{archive}: refusing member {m.name!r}: {e}") from e
+            tf.extractall(target, members=members, filter="data")
+            return [target / m.name for m in members]
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+            for name in names:  # zipfile never creates links, so the path is all there is to check
+                if os.path.isabs(name) or name.startswith(("/", "\\")) or not _inside(name, target):
+                    raise DownloadError(f"{archive}: refusing member {name!r}: path escapes {target}")
+            zf.extractall(target)
+            return [target / n for n in names]
+    raise DownloadError(f"{archive}: not a tar or zip archive")
+
+
+def resolve_model(spec: str) -> str:
+    """'pkg:<module>/<subpath>' -> absolute path inside that installed Python package; an existing local
+    folder -> its absolute path; anything else unchanged (a hub id for from_pretrained)."""
+    if spec.startswith("pkg:"):
+        module, _, sub = spec[len("pkg:") :].partition("/")
+        found = importlib.util.find_spec(module)
+        if found is None:
+            raise DownloadError(f"model {spec!r}: Python package {module!r} is not installed")
+        base = Path(found.submodule_search_locations[0] if found.submodule_search_locations else found.origin)
+        base = base.resolve() if found.submodule_search_locations else base.resolve().parent
+        path = (base / sub).resolve()
+        if not path.exists() or not path.is_relative_to(base):
+            raise DownloadError(f"model {spec!r}: {path} does not exist inside package {module!r} ({base})")
+        return str(path)
+    if Path(spec).expanduser().is_dir():
+        return str(Path(spec).expanduser().resolve())
+    return spec

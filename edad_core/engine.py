@@ -1,0 +1,559 @@
+"""The one training loop behind every stage (teacher adaptation, TinyBERT distillation, EDAD, NER fine-tuning).
+
+Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or plainly as one process):
+
+    cfg = TrainConfig(output_dir=..., work_dir=..., lr={"teacher": 1e-4, "student": 1e-4}, epochs=3)
+    with Engine(cfg, {"teacher": t, "student": s}, ["teacher", "student"], dataset, collate_fn, step_fn) as engine:
+        summary = engine.train()
+        if engine.is_main:
+            engine.unwrap("student").save_pretrained(out)
+
+  Leaving the `with` block waits for every rank (so none exits while rank 0 writes) and destroys the process
+  group (`engine.close()` does the same). Attributes: total_steps, steps_per_epoch, accum, precision, dist, is_main.
+- `models`: every module taking part. `trainable` names get an AdamW (no weight decay on biases and norm-layer
+  weights; only params with requires_grad) and an LR scheduler each, and are wrapped in DistributedDataParallel
+  when world_size > 1. A module with trainable state used inside a loss (e.g. TinyBERT's projection) is a
+  trainable model of its own. The other models are frozen: eval mode, requires_grad off, no DDP.
+- `step_fn(models, batch, ctx) -> (losses, metrics)`: `models` holds the (possibly DDP-wrapped) modules: call
+  them, and use `unwrap(m)` for attributes. `batch` is collate_fn's dict, moved to the device; randomness must
+  come from `ctx.generator` (or torch's global RNG, e.g. dropout), never from collate_fn. `losses`: named scalar
+  tensors; their sum is backpropagated once and every optimizer steps its own params (conventionally one loss per
+  trainable model; losses of different models must not share graph edges). `metrics`: extra scalars to log.
+  Keys must be the same at every step. The step_fn runs under autocast.
+- `ctx` (`StepContext`): `step` (0-based optimizer step), `epoch`, `micro_step`, `total_steps`, `generator` (on
+  the device, seeded per rank from cfg.seed, checkpointed), `device`, `rank`, `world_size`.
+- Batching: accumulation = batch_size / (per_device_batch_size x world_size), exactly. Each epoch is a
+  permutation from (seed, epoch) cut into global batches; the last incomplete batch is dropped, so
+  total_steps = max_steps or round(epochs x (len(dataset) // batch_size)). A global batch is split into
+  per-device slices, rank r taking slice a*world_size + r at micro-step a: the examples of a global batch do not
+  depend on the world size, and a run on N processes equals a single-process run with the same batch_size. Each
+  micro-batch loss is scaled by 1/accumulation (a mean of per-micro-batch means). group_by_length (needs
+  `lengths`): inside chunks of 50 global batches the examples are sorted longest first, then batches shuffled.
+- Checkpoints (every checkpoint_every steps and at the end) go to work_dir/checkpoint-<step>/ (written to a temp
+  dir, then renamed; the last 2 kept): model-<name>.safetensors, trainer.pt (optimizer, scheduler and GradScaler
+  states), rng-<rank>.pt (python, numpy, torch, CUDA and ctx-generator states of each rank) and state.json
+  (data position, counters, logging accumulators). All load with torch.load(weights_only=True). train() resumes
+  from the newest complete checkpoint; on CPU a resumed run is bit-identical to an uninterrupted one. Changing
+  batch_size, seed, group_by_length or the dataset size in between is an error; another world size resumes with
+  fresh random streams (a warning).
+- Optimisation: lr_schedule "constant", or "linear_warmup" (ceil(warmup_ratio x total_steps) warmup steps, then
+  linear decay to 0); gradients clipped per model (after GradScaler's unscale); precision "auto" = bf16 autocast
+  on GPUs that support it, else fp16 autocast + GradScaler on GPU, fp32 on CPU.
+- A non-finite loss on any rank raises NonFiniteLossError before the optimizer step: no checkpoint of the bad
+  state is written.
+- Logs: every log_every steps rank 0 appends a line to work_dir/metrics.jsonl (step = optimizer steps done,
+  epoch, loss and loss/<name>, metrics, lr/<name>: averaged over the interval and the ranks; tokens_per_s,
+  tokens = attention_mask sum, else input_ids elements, else 0). The log lives in work_dir so that it survives a
+  failed job; at the end it is copied to output_dir/metrics.jsonl next to output_dir/train_summary.json
+  (train_seconds = synchronised training-loop time summed over resumed segments, checkpoint writing excluded;
+  steps, tokens, examples, params per model, world_size, precision, batch sizes). Only rank 0 writes files.
+"""
+
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_model, save_model
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from transformers import get_constant_schedule, get_linear_schedule_with_warmup
+
+from edad_core.distributed import barrier, destroy_distributed, init_distributed, synchronize
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "linear_warmup")
+MEGABATCH = 50  # global batches per length-sorted chunk (group_by_length)
+KEEP_CHECKPOINTS = 2
+NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.modules.batchnorm._NormBase)
+# Settings that fix which examples form each global batch: a checkpoint is only valid if they did not change.
+DATA_KEYS = ("batch_size", "seed", "group_by_length")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str
+    work_dir: str
+    lr: dict[str, float] | float
+    epochs: float = 3
+    max_steps: int | None = None
+    batch_size: int = 128
+    per_device_batch_size: int = 32
+    lr_schedule: str = "constant"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0
+    precision: str = "auto"
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    seed: int = 42
+    num_workers: int = 0
+    group_by_length: bool = False
+
+    def __post_init__(self):
+        lrs = self.lr.values() if isinstance(self.lr, dict) else [self.lr]
+        checks = [
+            ("lr", all(lr > 0 for lr in lrs), "positive (a number or a dict model name -> number)"),
+            ("epochs", self.max_steps is not None or self.epochs > 0, "> 0"),
+            ("max_steps", self.max_steps is None or self.max_steps >= 1, "null or >= 1"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("per_device_batch_size", self.per_device_batch_size >= 1, ">= 1"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "null or > 0"),
+            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
+            ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"),
+            ("log_every", self.log_every >= 1, ">= 1"),
+            ("num_workers", self.num_workers >= 0, ">= 0"),
+        ]
+        for key, ok, what in checks:
+            if not ok:
+                raise ValueError(f"train.{key} = {getattr(self, key)!r}: must be {what}")
+
+
+@dataclass
+class StepContext:
+    step: int
+    epoch: int
+    micro_step: int
+    total_steps: int
+    generator: torch.Generator
+    device: torch.device
+    rank: int
+    world_size: int
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases and normalisation-layer weights (tied params counted once)."""
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                (no_decay if name.endswith("bias") or isinstance(module, NORM_LAYERS) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def make_scheduler(optimizer, schedule: str, warmup_ratio: float, total_steps: int):
+    if schedule == "constant":
+        return get_constant_schedule(optimizer)
+    return get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
+
+
+def epoch_batches(n_examples: int, batch_size: int, seed: int, epoch: int, lengths=None) -> np.ndarray:
+    """Example indices of one epoch's global batches, shape (n_examples // batch_size, batch_size)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n_examples)
+    if lengths is not None:
+        chunk = np.arange(n_examples) // (MEGABATCH * batch_size)
+        order = order[np.lexsort((-lengths[order], chunk))]  # stable: longest first inside each chunk
+    n_batches = n_examples // batch_size
+    batches = order[: n_batches * batch_size].reshape(n_batches, batch_size)
+    return batches[rng.permutation(n_batches)] if lengths is not None else batches
+
+
+class MicroBatches:
+    """This rank's micro-batches (lists of example indices) for optimizer steps start..total_steps-1."""
+
+    def __init__(self, engine: "Engine", lengths, start: int):
+        self.e, self.lengths, self.start = engine, lengths, start
+
+    def __len__(self):
+        return (self.e.total_steps - self.start) * self.e.accum
+
+    def __iter__(self):
+        e, b = self.e, self.e.cfg.per_device_batch_size
+        epoch, batches = None, None
+        for step in range(self.start, e.total_steps):
+            if step // e.steps_per_epoch != epoch:
+                epoch = step // e.steps_per_epoch
+                batches = epoch_batches(e.n_examples, e.cfg.batch_size, e.cfg.seed, epoch, self.lengths)
+            batch = batches[step % e.steps_per_epoch]
+            for micro in range(e.accum):
+                k = micro * e.dist.world_size + e.dist.rank
+                yield batch[k * b : (k + 1) * b].tolist()
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def rng_state(generator: torch.Generator, device: torch.device) -> dict:
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": np_state["state"]["pos"],
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        },
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, generator: torch.Generator, device: torch.device) -> None:
+    random.setstate(state["python"])
+    npst = state["numpy"]
+    keys = npst["key"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, npst["pos"], npst["has_gauss"], npst["gauss"]))
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def count_tokens(batch: dict, device: torch.device) -> torch.Tensor:
+    if "attention_mask" in batch:
+        return batch["attention_mask"].sum().double()
+    if "input_ids" in batch:
+        return torch.tensor(batch["input_ids"].numel(), dtype=torch.float64, device=device)
+    return torch.zeros((), dtype=torch.float64, device=device)
+
+
+def as_scalar(value, device: torch.device) -> torch.Tensor:
+    value = value.detach() if isinstance(value, torch.Tensor) else value
+    return torch.as_tensor(value, dtype=torch.float64, device=device).reshape(())
+
+
+def checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (renamed from their temp dir), oldest first."""
+    found = [(int(m[1]), p) for p in work_dir.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return sorted(found)
+
+
+class Engine:
+    def __init__(self, cfg: TrainConfig, models: dict[str, nn.Module], trainable: list[str], dataset,
+                 collate_fn: Callable, step_fn: Callable, *, lengths=None):
+        self.cfg, self.dataset, self.collate_fn, self.step_fn = cfg, dataset, collate_fn, step_fn
+        self.dist = d = init_distributed()
+        self.is_main = d.is_main
+        unknown = [n for n in trainable if n not in models]
+        if unknown or not trainable:
+            raise ValueError(f"trainable models {unknown or trainable} must be non-empty names of {list(models)}")
+        lrs = cfg.lr if isinstance(cfg.lr, dict) else dict.fromkeys(trainable, cfg.lr)
+        if missing := [n for n in trainable if n not in lrs]:
+            raise ValueError(f"train.lr has no learning rate for the trainable model(s) {missing}")
+        per_step = cfg.per_device_batch_size * d.world_size
+        if cfg.batch_size % per_step:
+            raise ValueError(
+                f"train.batch_size ({cfg.batch_size}) must be a multiple of train.per_device_batch_size "
+                f"({cfg.per_device_batch_size}) x world size ({d.world_size}) = {per_step}, so that gradient "
+                f"accumulation keeps the effective batch exact")
+        self.accum = cfg.batch_size // per_step
+        self.n_examples = len(dataset)
+        self.steps_per_epoch = self.n_examples // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the dataset has {self.n_examples} examples, fewer than train.batch_size ({cfg.batch_size})")
+        self.total_steps = cfg.max_steps or max(1, round(cfg.epochs * self.steps_per_epoch))
+        if cfg.group_by_length and (lengths is None or len(lengths) != self.n_examples):
+            raise ValueError(f"train.group_by_length needs `lengths` with one entry per example ({self.n_examples})")
+        self.lengths = np.asarray(lengths) if cfg.group_by_length else None
+        self.precision = resolve_precision(cfg.precision, d.device)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+        self.trainable = list(trainable)
+        self.models = {}
+        for name, model in models.items():
+            model.to(d.device)
+            if name in trainable:
+                model.train()
+                if d.world_size > 1:
+                    device_ids = [d.device.index] if d.device.type == "cuda" else None
+                    model = DistributedDataParallel(model, device_ids=device_ids)
+            else:
+                model.eval().requires_grad_(False)
+            self.models[name] = model
+        self.optimizers, self.schedulers, self.opt_params = {}, {}, {}
+        for name in trainable:
+            groups = param_groups(self.unwrap(name), cfg.weight_decay)
+            if not groups:
+                raise ValueError(f"trainable model {name!r} has no parameters with requires_grad")
+            self.optimizers[name] = opt = torch.optim.AdamW(groups, lr=lrs[name])
+            self.schedulers[name] = make_scheduler(opt, cfg.lr_schedule, cfg.warmup_ratio, self.total_steps)
+            self.opt_params[name] = [p for g in groups for p in g["params"]]
+        self.scaler = torch.amp.GradScaler(d.device.type, enabled=self.precision == "fp16")
+        self.generator = torch.Generator(device=d.device)
+        self.params = {
+            name: {"total": sum(p.numel() for p in m.parameters()),
+                   "trainable": sum(p.numel() for p in m.parameters() if p.requires_grad)}
+            for name, m in models.items()}
+        self.keys = None  # (loss names, metric names) of the first step
+
+    def unwrap(self, name: str) -> nn.Module:
+        return unwrap(self.models[name])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(wait=exc_type is None)
+
+    def close(self, wait: bool = True) -> None:
+        """Wait for every rank (so none exits while rank 0 still writes), then leave the process group."""
+        if wait:
+            barrier()
+        destroy_distributed()
+
+    # --- the loop -----------------------------------------------------------------------------------------
+    def train(self) -> dict:
+        cfg, d = self.cfg, self.dist
+        work = Path(cfg.work_dir)
+        if d.is_main:
+            work.mkdir(parents=True, exist_ok=True)
+            for stale in work.glob(".tmp-checkpoint-*"):
+                shutil.rmtree(stale)
+        barrier()
+        self.seed_all(0)
+        state = self.resume(work)
+        start = state["step"]
+        if d.is_main:
+            self.truncate_log(work / "metrics.jsonl", start)
+        loader = DataLoader(
+            self.dataset, batch_sampler=MicroBatches(self, self.lengths, start), collate_fn=self.collate_fn,
+            num_workers=cfg.num_workers, pin_memory=d.device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed))  # own generator: leaves the global RNG untouched
+        batches = iter(loader)
+        ctx = StepContext(start, 0, 0, self.total_steps, self.generator, d.device, d.rank, d.world_size)
+        synchronize(d.device)
+        self.segment_start = time.perf_counter()
+        bar = tqdm(total=self.total_steps, initial=start, disable=not d.is_main, desc="train", dynamic_ncols=True)
+        with bar:
+            for step in range(start, self.total_steps):
+                ctx.step, ctx.epoch = step, step // self.steps_per_epoch
+                values = self.forward_backward(batches, ctx)
+                lrs = self.optimizer_step()
+                n_losses = len(self.keys[0])
+                state["step"] = step + 1
+                state["tokens"] += values[-1]
+                log = state["log"]
+                log["sums"] = [s + v for s, v in zip(log["sums"] or [0.0] * (len(values) - 1), values[:-1])]
+                log["steps"] += 1
+                log["tokens"] += values[-1]
+                if (step + 1) % cfg.log_every == 0 or step + 1 == self.total_steps:
+                    self.write_log(work / "metrics.jsonl", state, lrs)
+                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == self.total_steps:
+                    self.save_checkpoint(work, state)
+                bar.set_postfix(loss=f"{sum(values[:n_losses]):.4f}", refresh=False)
+                bar.update()
+        synchronize(d.device)
+        summary = {
+            "train_seconds": self.train_seconds(state),
+            "steps": state["step"],
+            "epochs": state["step"] / self.steps_per_epoch,
+            "examples": state["step"] * cfg.batch_size,
+            "tokens": int(state["tokens"]),
+            "world_size": d.world_size,
+            "precision": self.precision,
+            "batch_size": cfg.batch_size,
+            "per_device_batch_size": cfg.per_device_batch_size,
+            "grad_accum_steps": self.accum,
+            "params": self.params,
+        }
+        if d.is_main:
+            out = Path(cfg.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            log_copy = out / "metrics.jsonl.tmp"
+            shutil.copyfile(work / "metrics.jsonl", log_copy)
+            os.replace(log_copy, out / "metrics.jsonl")
+            write_json_atomic(out / "train_summary.json", summary)
+        barrier()
+        return summary
+
+    def forward_backward(self, batches, ctx: StepContext) -> list[float]:
+        """All micro-steps of one optimizer step; returns [losses..., metrics..., tokens] over the global batch."""
+        device, ddp = self.dist.device, [m for m in self.models.values() if isinstance(m, DistributedDataParallel)]
+        total = None
+        for micro in range(self.accum):
+            ctx.micro_step = micro
+            batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                     for k, v in next(batches).items()}
+            with contextlib.ExitStack() as stack:
+                if micro < self.accum - 1:  # gradients are all-reduced only on the last micro-step
+                    for model in ddp:
+                        stack.enter_context(model.no_sync())
+                with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                    losses, metrics = self.step_fn(self.models, batch, ctx)
+                self.check_keys(losses, metrics, ctx.step)
+                self.scaler.scale(sum(losses.values()) / self.accum).backward()
+            row = torch.stack([*(as_scalar(v, device) / self.accum for v in losses.values()),
+                               *(as_scalar(v, device) / self.accum for v in metrics.values()),
+                               count_tokens(batch, device)])
+            total = row if total is None else total + row
+        if dist.is_initialized():  # also makes a NaN on any rank visible to all
+            dist.all_reduce(total)
+            total[:-1] /= self.dist.world_size
+        values = total.tolist()
+        n_losses = len(self.keys[0])
+        if not all(math.isfinite(v) for v in values[:n_losses]):
+            bad = {k: v for k, v in zip(self.keys[0], values) if not math.isfinite(v)}
+            raise NonFiniteLossError(
+                f"non-finite loss at step {ctx.step} (0-based optimizer step): {bad}; no checkpoint was written "
+                f"for it, the newest one in {self.cfg.work_dir} is the last good state")
+        return values
+
+    def check_keys(self, losses: dict, metrics: dict, step: int) -> None:
+        keys = (list(losses), list(metrics))
+        if self.keys is None:
+            reserved = {"step", "epoch", "loss", "tokens_per_s"}
+            clash = [k for k in metrics if k in reserved or k.startswith(("loss/", "lr/"))]
+            if not losses or clash:
+                raise ValueError(f"step_fn must return at least one loss and metric names other than "
+                                 f"{sorted(reserved)}, loss/*, lr/* (got losses {keys[0]}, metrics {keys[1]})")
+            self.keys = keys
+        elif keys != self.keys:
+            raise ValueError(f"step_fn returned losses {keys[0]} and metrics {keys[1]} at step {step}, but "
+                             f"{self.keys[0]} and {self.keys[1]} before: the keys must stay the same")
+
+    def optimizer_step(self) -> dict[str, float]:
+        """Clip and step every trainable model; returns the learning rate each one used."""
+        for name, opt in self.optimizers.items():
+            if self.cfg.max_grad_norm is not None:
+                self.scaler.unscale_(opt)  # clip the true gradients
+                torch.nn.utils.clip_grad_norm_(self.opt_params[name], self.cfg.max_grad_norm)
+            self.scaler.step(opt)
+        self.scaler.update()
+        lrs = {}
+        for name, opt in self.optimizers.items():
+            lrs[name] = self.schedulers[name].get_last_lr()[0]
+            opt.zero_grad(set_to_none=True)
+            with warnings.catch_warnings():  # fp16: GradScaler may skip opt.step(), which LambdaLR warns about
+                warnings.simplefilter("ignore", UserWarning)
+                self.schedulers[name].step()
+        return lrs
+
+    def train_seconds(self, state: dict) -> float:
+        return state["train_seconds"] + time.perf_counter() - self.segment_start
+
+    def write_log(self, path: Path, state: dict, lrs: dict[str, float]) -> None:
+        log, (loss_keys, metric_keys) = state["log"], self.keys
+        now = self.train_seconds(state)
+        if self.dist.is_main:
+            means = [s / log["steps"] for s in log["sums"]]
+            record = {"step": state["step"], "epoch": state["step"] / self.steps_per_epoch,
+                      "loss": sum(means[: len(loss_keys)]),
+                      **{f"loss/{k}": v for k, v in zip(loss_keys, means)},
+                      **dict(zip(metric_keys, means[len(loss_keys):])),
+                      **{f"lr/{k}": v for k, v in lrs.items()},
+                      "tokens_per_s": log["tokens"] / max(now - log["seconds"], 1e-9)}
+            with path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        state["log"] = {"sums": None, "steps": 0, "tokens": 0.0, "seconds": now}
+
+    @staticmethod
+    def truncate_log(path: Path, step: int) -> None:
+        """Drop log lines of steps after the checkpoint we resume from (they will be logged again)."""
+        kept = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the last line, cut by a kill while it was written
+                break
+            if record["step"] <= step:
+                kept.append(line)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+
+    # --- checkpoints --------------------------------------------------------------------------------------
+    def seed_all(self, step: int) -> None:
+        """Seed python, numpy, torch (and CUDA) and ctx.generator from (seed, rank, step): distinct streams."""
+        global_seed, generator_seed = np.random.SeedSequence([self.cfg.seed, self.dist.rank, step]).generate_state(2)
+        random.seed(int(global_seed))
+        np.random.seed(int(global_seed))
+        torch.manual_seed(int(global_seed))
+        self.generator.manual_seed(int(generator_seed))
+
+    def data_settings(self) -> dict:
+        return {**{k: getattr(self.cfg, k) for k in DATA_KEYS}, "n_examples": self.n_examples}
+
+    def save_checkpoint(self, work: Path, state: dict) -> None:
+        d = self.dist
+        synchronize(d.device)
+        state["train_seconds"] = self.train_seconds(state)  # the clock stops while the checkpoint is written
+        step = state["step"]
+        tmp, final = work / f".tmp-checkpoint-{step}", work / f"checkpoint-{step}"
+        tmp.mkdir(exist_ok=True)
+        torch.save(rng_state(self.generator, d.device), tmp / f"rng-{d.rank}.pt")
+        if d.is_main:
+            for name in self.trainable:
+                save_model(self.unwrap(name), str(tmp / f"model-{name}.safetensors"))
+            torch.save({"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                        "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+                        "scaler": self.scaler.state_dict()}, tmp / "trainer.pt")
+        barrier()  # every rank's RNG file is in place
+        if d.is_main:
+            write_json_atomic(tmp / "state.json", {**state, "world_size": d.world_size, "data": self.data_settings()})
+            os.replace(tmp, final)
+            for _, old in checkpoints(work)[:-KEEP_CHECKPOINTS]:
+                shutil.rmtree(old)
+        barrier()
+        self.segment_start = time.perf_counter()
+
+    def resume(self, work: Path) -> dict:
+        """Load the newest complete checkpoint into models, optimizers and RNGs; returns the loop state."""
+        found = checkpoints(work)
+        if not found:
+            return {"step": 0, "tokens": 0.0, "train_seconds": 0.0,
+                    "log": {"sums": None, "steps": 0, "tokens": 0.0, "seconds": 0.0}}
+        ckpt = found[-1][1]
+        state = json.loads((ckpt / "state.json").read_text())
+        for key, value in self.data_settings().items():
+            if state["data"][key] != value:
+                name = f"train.{key}" if key in DATA_KEYS else "the dataset size"
+                raise ValueError(f"{ckpt} was written with {name} = {state['data'][key]}, now {value}: restore it, "
+                                 f"or delete {work} to start over")
+        device = self.dist.device
+        for name in self.trainable:
+            load_model(self.unwrap(name), ckpt / f"model-{name}.safetensors", device=str(device))
+        trainer = torch.load(ckpt / "trainer.pt", map_location=device, weights_only=True)
+        for name in self.trainable:
+            self.optimizers[name].load_state_dict(trainer["optimizers"][name])
+            self.schedulers[name].load_state_dict(trainer["schedulers"][name])
+        self.scaler.load_state_dict(trainer["scaler"])
+        if state.pop("world_size") == self.dist.world_size:
+            rng = torch.load(ckpt / f"rng-{self.dist.rank}.pt", map_location="cpu", weights_only=True)
+            set_rng_state(rng, self.generator, device)
+        else:
+            warnings.warn(f"{ckpt} was written by another number of processes: random streams start afresh")
+            self.seed_all(state["step"])
+        del state["data"]
+        return state

@@ -1,0 +1,115 @@
+"""JATS XML (PMC, PLOS) -> plain text, one paragraph per line.
+
+Kept: the article title, every <abstract> of the front matter (including PLOS author/editor summaries),
+and the <body>: section titles and paragraphs (also inside lists, boxed text, quotes) and **figure
+captions** (caption title and paragraphs, each its own line: they are real domain prose; a figure nested
+inside a paragraph is emitted after that paragraph).
+Dropped: back matter (references, acknowledgements, funding, footnotes), sub-articles (PLOS decision
+letters), floats-group, tables and table-wraps (with their captions and footers), graphics and media,
+formulas (inline and display, MathML and TeX), supplementary material, labels ("Figure 1", "1."), code,
+and citation markers: every <xref ref-type="bibr"> together with the brackets, commas, semicolons and
+dashes left around it ("shown [1], [3]-[5]." -> "shown."; "(Smith et al. 2001; Jones 2003)" -> ""),
+numeric citations typed as plain text ("[28]"), and brackets left empty by a dropped formula ("()").
+
+Parsing is xml.etree (expat): the DOCTYPE's external DTD is never loaded and no external entity is ever
+resolved; a document declaring entities of its own (<!ENTITY ...) is refused. Named character entities
+that the DTD would define (&lsqb;, &ndash;, ...) are replaced by their characters (HTML5 table) before
+parsing, unknown ones are dropped. Namespaces are ignored (tags are compared by local name).
+"""
+
+import html.entities
+import re
+import xml.etree.ElementTree as ET
+
+SKIP = {
+    "table-wrap", "table", "table-wrap-foot", "graphic", "inline-graphic", "media", "disp-formula",
+    "inline-formula", "math", "tex-math", "alternatives", "ref-list", "supplementary-material", "fn",
+    "fn-group", "label", "object-id", "code", "preformat", "sub-article", "floats-group",
+}
+# block elements that JATS allows inside a <p>: emitted as their own lines after the paragraph
+BLOCK_IN_P = {"fig", "fig-group", "list", "disp-quote", "boxed-text", "statement", "def-list"}
+XML_ENTITIES = {b"amp", b"lt", b"gt", b"quot", b"apos"}
+CITE = "\x00"  # stands for one removed citation while cleaning (cannot occur in XML text)
+SEP = r"[\s,;\-\u2010-\u2015\u2212]"  # what joins citations: spaces, commas, semicolons, hyphens and dashes
+CITE_GROUP = rf"(?:[\[(]{SEP}*{CITE}(?:{SEP}|{CITE})*[\])]|{CITE})"
+CITE_RUN = re.compile(rf"\s*{CITE_GROUP}(?:{SEP}*{CITE_GROUP})*")
+# citations typed as plain text ("[28]", "[5-8]", "[21, 22]", "[3]-[5]") and brackets emptied by dropped formulas
+NUMERIC_CITATION = re.compile(rf"\s*\[\d+(?:{SEP}+\d+)*\](?:{SEP}*\[\d+(?:{SEP}+\d+)*\])*|\s*\(\s*\)|\s*\[\s*\]")
+
+
+def _entity(m: re.Match) -> bytes:
+    name = m.group(1)
+    if name in XML_ENTITIES:
+        return m.group(0)
+    chars = html.entities.html5.get(name.decode("ascii") + ";", "")
+    return "".join(f"&#{ord(c)};" for c in chars).encode("ascii")
+
+
+def parse_jats(xml: bytes, name: str = "<bytes>") -> ET.Element:
+    """Parse safely (see module docstring); errors name the file, line and column."""
+    if b"<!ENTITY" in xml:
+        raise ValueError(f"{name}: refusing an XML document that declares entities (<!ENTITY ...>)")
+    xml = re.sub(rb"&([A-Za-z][A-Za-z0-9]*);", _entity, xml)
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as e:
+        line, col = e.position
+        raise ValueError(f"{name}: malformed XML at line {line}, column {col}: {e}") from None
+    for el in root.iter():
+        if "}" in el.tag:
+            el.tag = el.tag.rsplit("}", 1)[1]
+    return root
+
+
+def _inline(el: ET.Element, deferred: list) -> str:
+    """Text of `el` with skipped children removed, citations replaced by CITE, nested blocks deferred."""
+    parts = [el.text or ""]
+    for child in el:
+        if child.tag == "xref" and child.get("ref-type") == "bibr":
+            parts.append(CITE)
+        elif child.tag in BLOCK_IN_P:
+            deferred.append(child)
+        elif child.tag not in SKIP:
+            parts.append(_inline(child, deferred))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+def strip_numeric_citations(text: str) -> str:
+    """Drop bracketed numeric citations typed as text ("[28]", "[5-8]", "[1, 2]") and empty brackets;
+    intervals with decimals ("[0.01, 0.25]") stay."""
+    return NUMERIC_CITATION.sub("", text)
+
+
+def _clean(text: str) -> str:
+    text = strip_numeric_citations(CITE_RUN.sub("", text).replace(CITE, ""))
+    return " ".join(text.split())
+
+
+def _blocks(el: ET.Element, out: list[str]) -> None:
+    """Paragraph-level walk: <p>/<title> and any element with text of its own are one line each."""
+    mixed = (el.text or "").strip() or any((c.tail or "").strip() for c in el)
+    if el.tag in ("p", "title", "article-title") or mixed:
+        deferred: list = []
+        line = _clean(_inline(el, deferred))
+        if line:
+            out.append(line)
+        for block in deferred:
+            _blocks(block, out)
+        return
+    for child in el:
+        if child.tag not in SKIP:
+            _blocks(child, out)
+
+
+def jats_to_text(xml: bytes, name: str = "<bytes>") -> str:
+    """Title, abstracts and body of a JATS article as text, one paragraph per line (see module docstring)."""
+    root = parse_jats(xml, name)
+    article = root if root.tag == "article" else root.find(".//article")
+    if article is None:
+        raise ValueError(f"{name}: no <article> element: not a JATS article")
+    out: list[str] = []
+    for part in ("front/article-meta/title-group/article-title", "front/article-meta/abstract", "body"):
+        for el in article.findall(part):
+            _blocks(el, out)
+    return "\n".join(out)

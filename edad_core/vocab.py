@@ -1,0 +1,211 @@
+"""WordPiece vocabularies (DESIGN decision 5) written as tokenizer folders.
+
+Every vocabulary becomes a folder with `vocab.txt` (one token per line, id = line number - 1), the fast tokenizer
+saved by `transformers.BertTokenizer.save_pretrained` (`tokenizer.json`, `tokenizer_config.json`; load it with
+`AutoTokenizer.from_pretrained(folder)`) and `vocab_stats.json`. Three kinds:
+
+- base: the teacher's own vocab, copied (so every model has a tokenizer folder);
+- extended (exBERT): base vocab, then the first `ext_size` tokens of a domain WordPiece vocab (in the trainer's
+  id order) that the base vocab lacks;
+- domain (oiSciBERT): a domain-only WordPiece vocab trained from scratch.
+
+Known limit of tokenizers' WordPieceTrainer (a BPE trainer underneath): it breaks ties between merges of equal
+count, and orders the `##` single characters, by hash-map order, so two trainings on the same corpus can permute
+tied tokens and differ in a few low-count tokens at the tail (on CRAFT, <0.1% of the first 14k new tokens).
+Train once per workflow run; `vocab_stats.json` records the sha256 of the `vocab.txt` that was used.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tqdm import tqdm
+from transformers import AutoTokenizer, BertTokenizer
+
+from edad_core.download import resolve_model
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+MODEL_MAX_LENGTH = 512  # BERT's position embeddings
+MAX_TRAIN_ROUNDS = 4  # trainings of a growing domain vocab before giving up on ext_size new tokens
+N_EXAMPLES = 30  # tokens listed in vocab_stats.json
+
+
+def corpus_lines(path, hasher=None) -> Iterator[tuple[int, str]]:
+    """(line number, text without the newline) of a UTF-8 file, with a byte progress bar; `hasher` (a hashlib
+    object) is fed the raw bytes so callers can checksum the file in the same pass."""
+    path = Path(path)
+    with open(path, "rb") as f, tqdm(
+        total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, mininterval=5
+    ) as bar:
+        done = 0
+        for lineno, raw in enumerate(f, 1):
+            if hasher is not None:
+                hasher.update(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if lineno % 8192 == 0:
+                bar.update(f.tell() - done)
+                done = f.tell()
+            yield lineno, text.rstrip("\r\n")
+        bar.update(bar.total - done)
+
+
+@contextmanager
+def atomic_dir(out_dir):
+    """Yield a new temp folder beside `out_dir`; on success it replaces `out_dir`, on error it is deleted, so a
+    failed run never leaves a half-written output folder."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+    if out.exists():  # e.g. the empty folder Snakemake creates for declared outputs, or a previous result
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sentence_batches(corpus_files, batch_size=10_000) -> Iterator[list[str]]:
+    batch = []
+    for path in corpus_files:
+        for _, line in corpus_lines(path):
+            if line.strip():
+                batch.append(line)
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+    if batch:
+        yield batch
+
+
+def train_wordpiece(corpus_files, vocab_size: int, *, lowercase: bool = True, min_frequency: int = 2) -> list[str]:
+    """A WordPiece vocab learned on the non-empty lines of `corpus_files`, tokens in the trainer's id order (the
+    specials, the alphabet, then merges by decreasing count). It is shorter than `vocab_size` when no merge
+    reaches `min_frequency` any more."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)  # strips accents iff lowercase, as BERT
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
+    )
+    tokenizer.train_from_iterator(_sentence_batches(corpus_files), trainer)
+    vocab = tokenizer.get_vocab()
+    return sorted(vocab, key=vocab.get)
+
+
+def load_base_vocab(base: str) -> list[str]:
+    """The tokens of `base` (hub id, local folder or 'pkg:' spec) in id order: its vocab.txt, else its tokenizer."""
+    resolved = resolve_model(base)
+    vocab_file = Path(resolved) / "vocab.txt"
+    where = f"base vocab {base!r} (models.teacher.base)"
+    if vocab_file.is_file():
+        where += f", {vocab_file}"
+        tokens = vocab_file.read_text(encoding="utf-8").split("\n")
+        tokens = tokens[:-1] if tokens[-1] == "" else tokens
+    else:
+        vocab = AutoTokenizer.from_pretrained(resolved).get_vocab()
+        tokens = sorted(vocab, key=vocab.get)
+        if [vocab[t] for t in tokens] != list(range(len(tokens))):
+            raise ValueError(f"{where}: token ids are not 0..{len(tokens) - 1} without gaps")
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"{where}: duplicate tokens")
+    missing = [t for t in SPECIAL_TOKENS if t not in tokens]
+    if missing:
+        raise ValueError(f"{where}: special tokens {missing} are missing")
+    return tokens
+
+
+def write_tokenizer_dir(out_dir, tokens: list[str], *, lowercase: bool, stats: dict) -> Path:
+    """vocab.txt + BERT fast tokenizer + vocab_stats.json, written atomically to `out_dir`."""
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"{out_dir}: the vocab has duplicate tokens")
+    with atomic_dir(out_dir) as tmp:
+        vocab_file = tmp / "vocab.txt"
+        vocab_file.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+        tokenizer = BertTokenizer(vocab=str(vocab_file), do_lower_case=lowercase, model_max_length=MODEL_MAX_LENGTH)
+        if len(tokenizer) != len(tokens):
+            raise ValueError(f"{out_dir}: the tokenizer has {len(tokenizer)} tokens, the vocab {len(tokens)}")
+        tokenizer.save_pretrained(tmp)
+        stats = {**stats, "size": len(tokens), "lowercase": lowercase,
+                 "vocab_sha256": hashlib.sha256(vocab_file.read_bytes()).hexdigest()}
+        (tmp / "vocab_stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+    log.info("wrote %s (%d tokens)", out_dir, len(tokens))
+    return Path(out_dir)
+
+
+def build_base_vocab(base: str, out_dir, *, lowercase: bool = True) -> Path:
+    tokens = load_base_vocab(base)
+    return write_tokenizer_dir(out_dir, tokens, lowercase=lowercase, stats={"kind": "base", "base": base})
+
+
+def build_extended_vocab(
+    corpus_files, base: str, out_dir, *, ext_size: int = 17658, total_size: int = 48180,
+    lowercase: bool = True, min_frequency: int = 2,
+) -> Path:
+    """Base vocab, then the first `ext_size` domain tokens it lacks, in the trainer's order: `total_size` tokens."""
+    base_tokens = load_base_vocab(base)
+    if len(base_tokens) + ext_size != total_size:
+        raise ValueError(
+            f"vocab.ext_size ({ext_size}) + the {len(base_tokens)} tokens of {base!r} (models.teacher.base) = "
+            f"{len(base_tokens) + ext_size}, but vocab.total_size is {total_size}"
+        )
+    known = set(base_tokens) | set(SPECIAL_TOKENS)
+    # Domain vocabs grow by merges in a fixed order, so a bigger training extends a smaller one's token order:
+    # start at the base size and grow until there are ext_size new tokens or the corpus has no merges left.
+    size = len(base_tokens)
+    for _ in range(MAX_TRAIN_ROUNDS):
+        domain = train_wordpiece(corpus_files, size, lowercase=lowercase, min_frequency=min_frequency)
+        new = [t for t in domain if t not in known]
+        log.info("domain vocab of %d (asked %d): %d tokens not in the base vocab", len(domain), size, len(new))
+        if len(new) >= ext_size or len(domain) < size:
+            break
+        size += 2 * (ext_size - len(new))
+    if len(new) < ext_size:
+        raise ValueError(
+            f"the corpus {', '.join(map(str, corpus_files))} gave only {len(new)} WordPiece tokens that are not in "
+            f"the base vocab {base!r} (domain vocab of {len(domain)} tokens, min_frequency {min_frequency}), but "
+            f"vocab.ext_size is {ext_size}: use a bigger corpus, or a smaller vocab.ext_size and vocab.total_size"
+        )
+    dropped = [t for t in domain if t in known and t not in SPECIAL_TOKENS]
+    stats = {
+        "kind": "extended", "base": base, "base_size": len(base_tokens), "ext_size": ext_size,
+        "domain_vocab_size": len(domain), "domain_new_tokens": len(new), "domain_dropped_overlap": len(dropped),
+        "min_frequency": min_frequency, "corpus_files": [str(p) for p in corpus_files],
+        "first_extension_tokens": new[:N_EXAMPLES], "last_extension_tokens": new[ext_size - N_EXAMPLES : ext_size],
+        "dropped_examples": [t for t in dropped if len(t.removeprefix("##")) > 1][:N_EXAMPLES],
+    }
+    return write_tokenizer_dir(out_dir, base_tokens + new[:ext_size], lowercase=lowercase, stats=stats)
+
+
+def build_domain_only_vocab(
+    corpus_files, out_dir, *, size: int = 30522, lowercase: bool = True, min_frequency: int = 2
+) -> Path:
+    """oiSciBERT's vocab: `size` WordPiece tokens trained from scratch on the corpus."""
+    tokens = train_wordpiece(corpus_files, size, lowercase=lowercase, min_frequency=min_frequency)
+    if len(tokens) < size:
+        raise ValueError(
+            f"the corpus {', '.join(map(str, corpus_files))} gave only {len(tokens)} WordPiece tokens with "
+            f"min_frequency {min_frequency}, but vocab.domain_only_size is {size}: use a bigger corpus, or a smaller "
+            "vocab.domain_only_size or vocab.min_frequency"
+        )
+    stats = {
+        "kind": "domain", "min_frequency": min_frequency, "corpus_files": [str(p) for p in corpus_files],
+        "first_tokens": tokens[:N_EXAMPLES], "last_tokens": tokens[-N_EXAMPLES:],
+    }
+    return write_tokenizer_dir(out_dir, tokens, lowercase=lowercase, stats=stats)

@@ -1,0 +1,283 @@
+import hashlib
+import io
+import json
+import socket
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+import edad_core
+from edad_core.download import (
+    DownloadError,
+    fetch,
+    fetch_bytes,
+    mirror_path,
+    mirror_root,
+    resolve_model,
+    safe_extract,
+    sha256_file,
+)
+
+DATA = bytes(range(256)) * 5000  # 1.28 MB: several read chunks
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_no_mirror(monkeypatch):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "EDAD_MIRROR"):
+        monkeypatch.delenv(var, raising=False)
+
+
+class Server:
+    """A real HTTP server on 127.0.0.1 serving `files`, with switchable misbehaviour."""
+
+    def __init__(self, files, *, fail_first=0, fail_status=503, ranges=True, truncate_first=0):
+        self.files, self.fail_first, self.fail_status = files, fail_first, fail_status
+        self.ranges, self.truncate_first = ranges, truncate_first
+        self.requests = []  # (path, Range header, body bytes sent)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                n = len(server.requests)
+                rng = self.headers.get("Range")
+                if n < server.fail_first:
+                    server.requests.append((self.path, rng, 0))
+                    return self.send_error(server.fail_status)
+                data = server.files.get(self.path)
+                if data is None:
+                    server.requests.append((self.path, rng, 0))
+                    return self.send_error(404)
+                start = int(rng.removeprefix("bytes=").rstrip("-")) if rng and server.ranges else 0
+                if start >= len(data) > 0:
+                    server.requests.append((self.path, rng, 0))
+                    return self.send_error(416)
+                body = data[start:]
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if n < server.fail_first + server.truncate_first:
+                    body = body[: len(body) // 3]  # then the connection closes early
+                self.wfile.write(body)
+                server.requests.append((self.path, rng, len(body)))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def closed_port_url(path="/data/x.tsv"):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def put(mirror, url, data):
+    p = mirror_path(url, mirror)
+    p.parent.mkdir(parents=True)
+    p.write_bytes(data)
+    return p
+
+
+def test_mirror_layout(tmp_path):
+    assert mirror_path("https://raw.example.org/a/b/c.tsv", tmp_path) == tmp_path / "raw.example.org/a/b/c.tsv"
+    assert mirror_path("https://h.org/b/?list-type=2&prefix=PMC1", tmp_path) == (
+        tmp_path / "h.org/b/list-type%3D2%26prefix%3DPMC1"
+    )
+    with pytest.raises(DownloadError, match=r"'\.\.'"):
+        mirror_path("https://h.org/a/../../etc/passwd", tmp_path)
+    with pytest.raises(DownloadError, match="not an http"):
+        mirror_path("ftp://h.org/a", tmp_path)
+
+
+def test_mirror_root(tmp_path, monkeypatch):
+    assert mirror_root(None) is None and mirror_root("") is None
+    monkeypatch.setenv("EDAD_MIRROR", str(tmp_path))
+    assert mirror_root(None) == tmp_path.resolve()
+    assert mirror_root(tmp_path / "..") == tmp_path.parent.resolve()  # the argument wins over the env
+    with pytest.raises(DownloadError, match="does not exist"):
+        mirror_root(tmp_path / "missing")
+
+
+def test_fetch_from_mirror(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    url = closed_port_url("/d/train.tsv")  # the network would fail: the mirror must answer
+    put(mirror, url, DATA)
+    dest = fetch(url, tmp_path / "out" / "train.tsv", sha256=SHA, mirror=mirror, progress=False)
+    assert dest.read_bytes() == DATA and sha256_file(dest) == SHA
+    assert not (tmp_path / "out" / "train.tsv.part").exists()
+    monkeypatch.setenv("EDAD_MIRROR", str(mirror))  # env fallback
+    assert fetch(url, tmp_path / "env.tsv", retries=0).read_bytes() == DATA
+    assert fetch_bytes(url) == DATA
+
+
+def test_sha256_mismatch_mirror_and_http(tmp_path):
+    mirror = tmp_path / "mirror"
+    url = closed_port_url()
+    put(mirror, url, DATA + b"x")
+    dest = tmp_path / "x.tsv"
+    with pytest.raises(DownloadError, match="sha256 mismatch") as e:
+        fetch(url, dest, sha256=SHA, mirror=mirror, progress=False)
+    assert str(mirror_path(url, mirror)) in str(e.value)
+    assert not dest.exists() and not Path(str(dest) + ".part").exists()
+    with Server({"/x.tsv": DATA + b"x"}) as srv:
+        with pytest.raises(DownloadError, match="sha256 mismatch"):
+            fetch(srv.url + "/x.tsv", dest, sha256=SHA, progress=False)
+    assert not dest.exists() and not Path(str(dest) + ".part").exists()
+
+
+def test_offline_not_mirrored_names_url_and_mirror_path(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    url = closed_port_url("/data/BC5CDR-IOB/train.tsv")
+    with pytest.raises(DownloadError) as e:
+        fetch(url, tmp_path / "t.tsv", mirror=mirror, retries=1, backoff=0, progress=False)
+    assert url in str(e.value) and str(mirror / url.removeprefix("http://")) in str(e.value)  # HOST:PORT/PATH
+    assert "2 attempts" in str(e.value)
+    with pytest.raises(DownloadError, match="no mirror set"):
+        fetch_bytes(url, retries=0)
+    assert not (tmp_path / "t.tsv").exists()
+
+
+def test_http_download_and_fetch_bytes(tmp_path):
+    with Server({"/d/a.bin": DATA}) as srv:
+        dest = fetch(srv.url + "/d/a.bin", tmp_path / "a.bin", sha256=SHA, progress=False)
+        assert dest.read_bytes() == DATA
+        assert fetch_bytes(srv.url + "/d/a.bin") == DATA
+    assert [r[1] for r in srv.requests] == [None, None]
+
+
+def test_http_retries_transient_errors(tmp_path):
+    with Server({"/a": DATA}, fail_first=3) as srv:
+        assert fetch(srv.url + "/a", tmp_path / "a", retries=3, backoff=0, progress=False).read_bytes() == DATA
+    assert len(srv.requests) == 4
+    with Server({"/a": DATA}, fail_first=2, fail_status=429) as srv:
+        assert fetch_bytes(srv.url + "/a", retries=2, backoff=0) == DATA
+    assert len(srv.requests) == 3
+    with Server({"/a": DATA}, fail_first=3) as srv:
+        with pytest.raises(DownloadError, match="3 attempts"):
+            fetch(srv.url + "/a", tmp_path / "b", retries=2, backoff=0, progress=False)
+    assert len(srv.requests) == 3 and not (tmp_path / "b").exists()
+
+
+def test_http_final_error_is_not_retried(tmp_path):
+    with Server({}) as srv:
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            fetch(srv.url + "/missing.tsv", tmp_path / "m", retries=5, backoff=0, progress=False)
+    assert len(srv.requests) == 1
+
+
+def test_resume_partial_file_with_range(tmp_path):
+    dest = tmp_path / "a.bin"
+    Path(str(dest) + ".part").write_bytes(DATA[:1000])
+    with Server({"/a.bin": DATA}) as srv:
+        fetch(srv.url + "/a.bin", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == DATA
+    assert srv.requests == [("/a.bin", "bytes=1000-", len(DATA) - 1000)]  # only the rest was sent
+
+
+def test_complete_part_answered_416_restarts(tmp_path):
+    dest = tmp_path / "a.bin"
+    Path(str(dest) + ".part").write_bytes(DATA)  # a run that died between download and rename
+    with Server({"/a.bin": DATA}) as srv:
+        fetch(srv.url + "/a.bin", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == DATA
+    assert srv.requests == [("/a.bin", f"bytes={len(DATA)}-", 0), ("/a.bin", None, len(DATA))]
+
+
+def test_server_ignoring_range_restarts(tmp_path):
+    dest = tmp_path / "a.bin"
+    Path(str(dest) + ".part").write_bytes(b"stale bytes that must not stay in front")
+    with Server({"/a.bin": DATA}, ranges=False) as srv:
+        fetch(srv.url + "/a.bin", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == DATA
+    assert srv.requests[0][1].startswith("bytes=") and srv.requests[0][2] == len(DATA)
+
+
+def test_truncated_response_is_resumed(tmp_path):
+    with Server({"/a.bin": DATA}, truncate_first=1) as srv:
+        dest = fetch(srv.url + "/a.bin", tmp_path / "a.bin", sha256=SHA, backoff=0, progress=False)
+    assert dest.read_bytes() == DATA
+    first = len(DATA) // 3
+    assert srv.requests == [("/a.bin", None, first), ("/a.bin", f"bytes={first}-", len(DATA) - first)]
+
+
+def _tar(path, members):
+    """members: (name, bytes) for files or (name, '->target') for symlinks."""
+    with tarfile.open(path, "w:gz") as tf:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content.removeprefix("->")
+                tf.addfile(info)
+            else:
+                info.size = len(content)
+                tf.addfile(info, io.BytesIO(content))
+    return path
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [("../evil", b"x"), ("/tmp/abs_evil", b"x"), ("link", "->../../outside"), ("d/link", "->/etc/passwd")],
+)
+def test_safe_extract_refuses_escaping_tar_members(tmp_path, bad):
+    archive = _tar(tmp_path / "a.tar.gz", [("good.txt", b"ok"), bad])
+    target = tmp_path / "out" / "t"
+    with pytest.raises(DownloadError, match="refusing member"):
+        safe_extract(archive, target)
+    assert list(target.iterdir()) == []  # checked before anything is written
+    assert not (tmp_path / "out" / "evil").exists() and not (tmp_path / "evil").exists()
+
+
+def test_safe_extract_tar_and_zip_ok(tmp_path):
+    archive = _tar(tmp_path / "a.tar.gz", [("d/a.txt", b"A"), ("d/l", "->a.txt")])
+    paths = safe_extract(archive, tmp_path / "t")
+    assert paths == [(tmp_path / "t").resolve() / "d/a.txt", (tmp_path / "t").resolve() / "d/l"]
+    assert (tmp_path / "t/d/l").read_bytes() == b"A"
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("x/y.txt", "Y")
+    assert safe_extract(tmp_path / "a.zip", tmp_path / "z") == [(tmp_path / "z/x/y.txt").resolve()]
+    assert (tmp_path / "z/x/y.txt").read_text() == "Y"
+
+
+def test_safe_extract_refuses_escaping_zip_and_non_archives(tmp_path):
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("ok.txt", "ok")
+        zf.writestr("../evil", "x")
+    with pytest.raises(DownloadError, match="refusing member '../evil'"):
+        safe_extract(tmp_path / "a.zip", tmp_path / "z")
+    assert list((tmp_path / "z").iterdir()) == []
+    (tmp_path / "plain.txt").write_text("hello")
+    with pytest.raises(DownloadError, match="not a tar or zip"):
+        safe_extract(tmp_path / "plain.txt", tmp_path / "p")
+
+
+def test_resolve_model(tmp_path, monkeypatch):
+    assert resolve_model("pkg:edad_core") == str(Path(edad_core.__file__).parent.resolve())
+    assert resolve_model("pkg:json/decoder.py") == str(Path(json.decoder.__file__).resolve())
+    with pytest.raises(DownloadError, match="not installed"):
+        resolve_model("pkg:no_such_module_xyz/model")
+    with pytest.raises(DownloadError, match="does not exist"):
+        resolve_model("pkg:json/no_such_dir")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    assert resolve_model("models/m") == str(tmp_path.resolve() / "models" / "m")
+    assert resolve_model("bert-base-uncased") == "bert-base-uncased"

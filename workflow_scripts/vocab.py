@@ -1,0 +1,35 @@
+"""Rules vocab_base / vocab_extended / vocab_domain: one tokenizer folder per vocabulary (see edad_core.vocab)."""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from edad_core.vocab import build_base_vocab, build_domain_only_vocab, build_extended_vocab
+
+p = argparse.ArgumentParser(description=__doc__)
+p.add_argument("kind", choices=["base", "extended", "domain"])
+p.add_argument("--out", required=True, help="output folder")
+p.add_argument("--corpus", nargs="+", default=[], help="corpus text files (extended, domain)")
+p.add_argument("--base", help="models.teacher.base: hub id, local folder or pkg:<module>/<path> (base, extended)")
+p.add_argument("--ext-size", type=int, default=17658)
+p.add_argument("--total-size", type=int, default=48180)
+p.add_argument("--domain-size", type=int, default=30522)
+p.add_argument("--min-frequency", type=int, default=2)
+p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+args = p.parse_args()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+if args.kind != "domain" and not args.base:
+    p.error(f"{args.kind} needs --base")
+if args.kind != "base" and not args.corpus:
+    p.error(f"{args.kind} needs --corpus")
+
+if args.kind == "base":
+    out = build_base_vocab(args.base, args.out, lowercase=args.lowercase)
+elif args.kind == "extended":
+    out = build_extended_vocab(args.corpus, args.base, args.out, ext_size=args.ext_size, total_size=args.total_size,
+                               lowercase=args.lowercase, min_frequency=args.min_frequency)
+else:
+    out = build_domain_only_vocab(args.corpus, args.out, size=args.domain_size, lowercase=args.lowercase,
+                                  min_frequency=args.min_frequency)
+print(json.dumps(json.loads((Path(out) / "vocab_stats.json").read_text()), indent=2, ensure_ascii=False))
