@@ -56,6 +56,7 @@ import os
 import random
 import re
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -347,6 +348,9 @@ class Engine:
         start = state["step"]
         if d.is_main:
             self.truncate_log(work / "metrics.jsonl", start)
+            if start:
+                print(f"resuming from {work}/checkpoint-{start} (step {start} of {self.total_steps})",
+                      file=sys.stderr, flush=True)
         loader = DataLoader(
             self.dataset, batch_sampler=MicroBatches(self, self.lengths, start), collate_fn=self.collate_fn,
             num_workers=cfg.num_workers, pin_memory=d.device.type == "cuda",

@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +24,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, BertConfig
 
-from edad_core.download import resolve_model
+from edad_core.distributed import barrier
+from edad_core.download import resolve_model, sha256_file
 from edad_core.engine import Engine, TrainConfig
 from edad_core.losses import TinyBertLoss, distilled_teacher_layers, edad_student_loss, mlm_nsp_loss
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
@@ -174,18 +177,41 @@ class EdadStep:
 
 def _dataset(data_dir: str | Path, expected_vocab: int) -> PretrainingDataset:
     dataset = PretrainingDataset(data_dir)
-    meta = json.loads(Path(data_dir, "meta.json").read_text())
-    if meta["vocab_size"] != expected_vocab:
-        raise ValueError(f"{data_dir}/meta.json: examples were tokenised with a {meta['vocab_size']}-entry vocab, "
-                         f"the model has {expected_vocab} ids")
+    if dataset.meta["vocab_size"] != expected_vocab:
+        raise ValueError(f"{data_dir}/meta.json: examples were tokenised with a {dataset.meta['vocab_size']}-entry "
+                         f"vocab, the model has {expected_vocab} ids")
     return dataset
 
 
-def _train(train: TrainConfig, models: dict[str, nn.Module], trainable: list[str], data_dir, step_fn,
+# TrainConfig fields that do not change what a run computes: checkpoints stay valid across them
+RUN_NEUTRAL_KEYS = ("output_dir", "work_dir", "log_every", "checkpoint_every", "num_workers")
+
+
+def claim_work_dir(work_dir: Path, fingerprint: dict) -> None:
+    """Checkpoints in work_dir resume only the run that wrote them: if anything the run computes has changed
+    (settings, model sizes, data, vocab), the old checkpoints are removed and the run starts over."""
+    text = json.dumps(fingerprint, sort_keys=True, indent=1)
+    record = work_dir / "run.json"
+    if record.exists() and record.read_text() != text:
+        print(f"{work_dir}: its checkpoints belong to other settings; starting over", file=sys.stderr, flush=True)
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, record)
+
+
+def _train(train: TrainConfig, run: dict, models: dict[str, nn.Module], trainable: list[str], data_dir, step_fn,
            tokenizer_dir, saves: dict[str, Callable[[Engine], nn.Module]]) -> dict:
-    """Run the engine, then save each final model with save_pretrained next to its tokenizer (rank 0)."""
+    """Run the engine (resuming its own checkpoints), then save each final model with save_pretrained next to
+    its tokenizer (rank 0). `run` describes the run's own arguments, for claim_work_dir."""
     dataset = _dataset(data_dir, models["teacher"].config.total_vocab_size)  # every model shares its vocab
     with Engine(train, models, trainable, dataset, pad_collate, step_fn, lengths=dataset.lengths) as engine:
+        if engine.is_main:
+            fingerprint = {"run": run, "data": dataset.meta, "vocab_sha256": sha256_file(Path(tokenizer_dir, "vocab.txt")),
+                           "train": {k: v for k, v in asdict(train).items() if k not in RUN_NEUTRAL_KEYS}}
+            claim_work_dir(Path(train.work_dir), fingerprint)
+        barrier()
         summary = engine.train()
         if engine.is_main:
             for name, pick in saves.items():
@@ -199,17 +225,24 @@ def _train(train: TrainConfig, models: dict[str, nn.Module], trainable: list[str
 
 def run_adapt(method: str, base: str, extension: dict, data_dir, tokenizer_dir, train: TrainConfig,
               mlm_probability: float) -> dict:
+    torch.manual_seed(train.seed)  # fresh weights (extension, student, projection) follow train.seed
     teacher = build_adapt_teacher(method, base, tokenizer_dir, extension)
     masker = MlmMasker.from_tokenizer_dir(tokenizer_dir, mlm_probability)
-    return _train(train, {"teacher": teacher}, ["teacher"], data_dir, AdaptStep(masker), tokenizer_dir,
+    run = {"stage": "adapt", "method": method, "base": base, "extension": extension,
+           "mlm_probability": mlm_probability}
+    return _train(train, run, {"teacher": teacher}, ["teacher"], data_dir, AdaptStep(masker), tokenizer_dir,
                   {"teacher": lambda e: e.unwrap("teacher")})
 
 
 def run_distill(teacher_path: str, student: dict, data_dir, tokenizer_dir, train: TrainConfig) -> dict:
+    torch.manual_seed(train.seed)  # fresh weights (extension, student, projection) follow train.seed
     teacher = load_teacher_encoder(teacher_path)
     objective = DistillationStudent(build_student(student, teacher.config, ExBertModel), teacher.config)
     layers = distilled_teacher_layers(student["num_hidden_layers"], teacher.config.num_hidden_layers)
-    return _train(train, {"teacher": teacher, "student": objective}, ["student"], data_dir, DistillStep(layers),
+    weights = Path(resolve_model(teacher_path), "model.safetensors")
+    run = {"stage": "distill", "teacher": teacher_path, "student": student,
+           "teacher_sha256": sha256_file(weights) if weights.is_file() else None}
+    return _train(train, run, {"teacher": teacher, "student": objective}, ["student"], data_dir, DistillStep(layers),
                   tokenizer_dir, {"student": lambda e: e.unwrap("student").student})
 
 
@@ -217,10 +250,13 @@ def run_edad(schedule: str, base: str, extension: dict, student: dict, data_dir,
              train: TrainConfig, mlm_probability: float) -> dict:
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown alpha schedule {schedule!r}; expected one of {SCHEDULES}")
+    torch.manual_seed(train.seed)  # fresh weights (extension, student, projection) follow train.seed
     teacher = build_adapt_teacher("exbert", base, tokenizer_dir, extension)
     objective = DistillationStudent(build_student(student, teacher.config), teacher.config)
     masker = MlmMasker.from_tokenizer_dir(tokenizer_dir, mlm_probability)
     layers = distilled_teacher_layers(student["num_hidden_layers"], teacher.config.num_hidden_layers)
-    return _train(train, {"teacher": teacher, "student": objective}, ["teacher", "student"], data_dir,
+    run = {"stage": "edad", "schedule": schedule, "base": base, "extension": extension, "student": student,
+           "mlm_probability": mlm_probability}
+    return _train(train, run, {"teacher": teacher, "student": objective}, ["teacher", "student"], data_dir,
                   EdadStep(masker, schedule, layers), tokenizer_dir,
                   {"teacher": lambda e: e.unwrap("teacher"), "student": lambda e: e.unwrap("student").student})

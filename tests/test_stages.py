@@ -1,0 +1,301 @@
+"""The training stages on a tiny but real pipeline (CRAFT text of the mirror -> corpus -> vocabs -> pretraining
+examples -> a random 4-layer BERT as base): what adaptation trains and saves, EDAD's student gradient against
+TinyBERT GD's, EDAD lowering both losses, stage-level resume after a crash, and the configuration errors."""
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import AutoModelForPreTraining, AutoTokenizer, BertConfig, BertForPreTraining
+
+from edad_core import stages
+from edad_core.corpus import build_corpus
+from edad_core.engine import TrainConfig
+from edad_core.losses import distilled_teacher_layers
+from edad_core.modeling import ExBertModel
+from edad_core.pretrain_data import MlmMasker, PretrainingDataset, create_examples, pad_collate
+from edad_core.schedules import SCHEDULES
+from edad_core.stages import (
+    ADAPT_METHODS,
+    AdaptStep,
+    DistillationStudent,
+    DistillStep,
+    EdadStep,
+    build_adapt_teacher,
+    build_student,
+    run_adapt,
+    run_edad,
+)
+from edad_core.vocab import build_base_vocab, build_domain_only_vocab, build_extended_vocab
+
+CRAFT_ARTICLES = ("11597317", "11897010", "11604102")  # three short articles, ~7.8k words
+BASE_VOCAB, EXT_SIZE, DOMAIN_SIZE = 30522, 100, 500
+TEACHER_LAYERS = 4
+TEACHER_EXT = {"ext_hidden_size": 24, "ext_intermediate_size": 32, "ext_num_attention_heads": 12}
+STUDENT = {"num_hidden_layers": 2, "hidden_size": 24, "intermediate_size": 48, "num_attention_heads": 12,
+           "ext_hidden_size": 12, "ext_intermediate_size": 16, "ext_num_attention_heads": 12}
+MLM_PROBABILITY = 0.15
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory, mirror, minilm):
+    root = tmp_path_factory.mktemp("pipeline")
+    articles = next(mirror.glob("raw.githubusercontent.com/UCDenver-ccp/CRAFT/*/articles/txt"))
+    corpus = root / "corpus.txt"
+    build_corpus([{"kind": "local", "paths": [str(articles / f"{a}.txt") for a in CRAFT_ARTICLES]}], corpus,
+                 root / "corpus.json", root / "manifest.tsv", n_tokens=7000, cache_dir=root / "cache")
+
+    torch.manual_seed(0)
+    base = root / "base"
+    BertForPreTraining(BertConfig(
+        vocab_size=BASE_VOCAB, hidden_size=48, num_hidden_layers=TEACHER_LAYERS, num_attention_heads=12,
+        intermediate_size=96, max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )).save_pretrained(base)
+    shutil.copy(minilm / "vocab.txt", base)
+
+    tokenizers = {
+        "base": build_base_vocab(str(base), root / "tok-base"),
+        "ext": build_extended_vocab([corpus], str(base), root / "tok-ext", ext_size=EXT_SIZE,
+                                    total_size=BASE_VOCAB + EXT_SIZE),
+        "domain": build_domain_only_vocab([corpus], root / "tok-domain", size=DOMAIN_SIZE),
+    }
+    data = {name: root / f"data-{name}" for name in tokenizers}
+    for name, tok in tokenizers.items():
+        create_examples(corpus, tok, data[name], max_seq_length=32)
+    return SimpleNamespace(base=str(base), tok=tokenizers, data=data)
+
+
+def train_config(folder: Path, **overrides) -> TrainConfig:
+    settings = dict(output_dir=str(folder / "out"), work_dir=str(folder / "work"), lr=1e-3, max_steps=3,
+                    batch_size=4, per_device_batch_size=2, precision="fp32", checkpoint_every=2, log_every=1)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def adapt(pipe, method: str, vocab: str, cfg: TrainConfig) -> dict:
+    extension = TEACHER_EXT if method == "exbert" else {}
+    return run_adapt(method, pipe.base, extension, pipe.data[vocab], pipe.tok[vocab], cfg, MLM_PROBABILITY)
+
+
+def edad(pipe, cfg: TrainConfig, schedule: str = "linear") -> dict:
+    return run_edad(schedule, pipe.base, TEACHER_EXT, STUDENT, pipe.data["ext"], pipe.tok["ext"], cfg,
+                    MLM_PROBABILITY)
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def without_timing(log: list[dict]) -> list[dict]:
+    return [{k: v for k, v in record.items() if k != "tokens_per_s"} for record in log]
+
+
+def load_saved(folder: Path):
+    assert all((folder / name).is_file() for name in TOKENIZER_FILES), sorted(p.name for p in folder.iterdir())
+    return AutoModelForPreTraining.from_pretrained(folder)
+
+
+# --------------------------------------------------------------------------------------------- adaptation
+def test_exbert_adaptation_trains_only_the_extension_and_saves_a_loadable_teacher(pipe, tmp_path, monkeypatch):
+    initial = {}
+
+    def recording_build(*args):
+        model = build_adapt_teacher(*args)
+        initial.update(weights(model))
+        return model
+
+    monkeypatch.setattr(stages, "build_adapt_teacher", recording_build)
+    summary = adapt(pipe, "exbert", "ext", train_config(tmp_path))
+    out = tmp_path / "out"
+    teacher = load_saved(out / "teacher")
+    assert type(teacher).__name__ == "ExBertForPreTraining"
+    assert teacher.config.total_vocab_size == BASE_VOCAB + EXT_SIZE
+    assert len(AutoTokenizer.from_pretrained(out / "teacher")) == BASE_VOCAB + EXT_SIZE
+
+    saved = weights(teacher)
+    base = BertForPreTraining.from_pretrained(pipe.base).state_dict()
+    originals = [k for k in base if k.startswith("bert.")]
+    assert len(originals) == 5 + 16 * TEACHER_LAYERS + 2  # embeddings, layers, pooler: none missed
+    for key in originals:
+        assert torch.equal(saved[key], base[key]), f"frozen original weight {key} changed"
+    trained = [k for k in saved if teacher.is_extension_parameter(k)]
+    assert {k for k in saved if k not in trained} == set(originals)
+    assert any(".ext." in k for k in trained) and any(".gate." in k for k in trained)
+    for key in trained:
+        assert not torch.equal(saved[key], initial[key]), f"extension weight {key} did not train"
+
+    assert summary["steps"] == 3
+    assert summary["params"]["teacher"]["trainable"] == sum(saved[k].numel() for k in trained)
+    assert json.loads((out / "train_summary.json").read_text()) == summary
+    log = read_log(out / "metrics.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert set(log[0]) == {"step", "epoch", "loss", "loss/teacher", "teacher_mlm", "teacher_nsp", "lr/teacher",
+                           "tokens_per_s"}
+    assert all(r["loss/teacher"] == pytest.approx(r["teacher_mlm"] + r["teacher_nsp"]) for r in log)
+
+
+def test_biobert_adaptation_trains_every_weight(pipe, tmp_path):
+    adapt(pipe, "biobert", "base", train_config(tmp_path))
+    saved = weights(load_saved(tmp_path / "out" / "teacher"))
+    base = BertForPreTraining.from_pretrained(pipe.base).state_dict()
+    shared = [k for k in base if not k.startswith("cls.predictions.decoder.")]  # the decoder is the embedding table
+    assert set(shared) == set(saved)
+    unchanged = [k for k in shared if torch.equal(saved[k], base[k])]
+    assert not unchanged, f"weights that did not train: {unchanged}"
+
+
+def test_scibert_adaptation_starts_from_the_base_shape_with_the_domain_vocab(pipe, tmp_path):
+    adapt(pipe, "scibert", "domain", train_config(tmp_path, max_steps=1))
+    config = load_saved(tmp_path / "out" / "teacher").config
+    base = BertConfig.from_pretrained(pipe.base)
+    assert (config.vocab_size, config.ext_vocab_size, config.ext_num_attention_heads) == (DOMAIN_SIZE, 0, 0)
+    shape = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
+    assert all(getattr(config, key) == getattr(base, key) for key in shape)
+
+
+# --------------------------------------------------------------------------------------------- EDAD == GD
+@pytest.fixture(scope="module")
+def objectives(pipe):
+    """An exBERT teacher, an EDAD student objective, and a GD objective holding the same student weights; all in
+    eval mode (no dropout) so that the two students compute the same forward."""
+    torch.manual_seed(0)
+    teacher = build_adapt_teacher("exbert", pipe.base, pipe.tok["ext"], TEACHER_EXT).eval()
+    student = DistillationStudent(build_student(STUDENT, teacher.config), teacher.config)
+    gd = DistillationStudent(ExBertModel(student.student.config), teacher.config)
+    gd.student.load_state_dict(student.student.bert.state_dict())
+    gd.tiny.load_state_dict(student.tiny.state_dict())
+    student.eval(), gd.eval()
+    dataset = PretrainingDataset(pipe.data["ext"])
+    batch = pad_collate([dataset[i] for i in range(4)])
+    masker = MlmMasker.from_tokenizer_dir(pipe.tok["ext"], MLM_PROBABILITY)
+    return SimpleNamespace(teacher=teacher, student=student, gd=gd, batch=batch, masker=masker,
+                           layers=distilled_teacher_layers(STUDENT["num_hidden_layers"], TEACHER_LAYERS))
+
+
+def ctx(step: int, seed: int = 7) -> SimpleNamespace:
+    return SimpleNamespace(step=step, total_steps=10, generator=torch.Generator().manual_seed(seed))
+
+
+def gradients(loss: torch.Tensor, named_params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    """d loss / d param for every param; zeros where the loss does not reach it."""
+    grads = torch.autograd.grad(loss, list(named_params.values()), allow_unused=True)
+    return {k: torch.zeros_like(p) if g is None else g for (k, p), g in zip(named_params.items(), grads)}
+
+
+def trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {k: p for k, p in model.named_parameters() if p.requires_grad}
+
+
+def student_params(objective: DistillationStudent) -> dict[str, torch.nn.Parameter]:
+    """The encoder's parameters under ExBertModel names, and the projection's."""
+    encoder = objective.student.bert if hasattr(objective.student, "bert") else objective.student
+    return {**dict(encoder.named_parameters()), **{f"tiny.{k}": p for k, p in objective.tiny.named_parameters()}}
+
+
+def edad_gradients(o, schedule: str, step: int):
+    """Gradients of the summed EDAD losses (as the engine backpropagates them): {student, heads, teacher}."""
+    losses, metrics = EdadStep(o.masker, schedule, o.layers)({"teacher": o.teacher, "student": o.student}, o.batch,
+                                                              ctx(step))
+    parts = {"student": student_params(o.student), "heads": dict(o.student.student.cls.named_parameters()),
+             "teacher": trainable(o.teacher)}
+    grads = gradients(sum(losses.values()), {(part, k): p for part, ps in parts.items() for k, p in ps.items()})
+    return {part: {k: grads[part, k] for k in ps} for part, ps in parts.items()}, metrics
+
+
+def assert_same_gradients(actual: dict, expected: dict, rtol: float = 1e-6, atol: float = 1e-9):
+    assert actual.keys() == expected.keys()
+    for name, grad in expected.items():
+        torch.testing.assert_close(actual[name], grad, rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize(("schedule", "step"), [("only_dt", 5), ("linear", 0)])
+def test_edad_at_alpha_1_gives_the_student_the_gd_gradient(objectives, schedule, step):
+    o = objectives
+    grads, metrics = edad_gradients(o, schedule, step)
+    assert metrics["alpha"] == 1.0
+    assert not any(g.any() for g in grads["heads"].values())  # MLM + NSP weigh 0
+
+    masked_ids, _ = o.masker(o.batch["input_ids"], ctx(step).generator)  # the mask EdadStep drew
+    assert not torch.equal(masked_ids, o.batch["input_ids"])
+    gd_losses, _ = DistillStep(o.layers)({"teacher": o.teacher.bert, "student": o.gd},
+                                         dict(o.batch, input_ids=masked_ids), ctx(step))
+    assert_same_gradients(grads["student"], gradients(gd_losses["student"], student_params(o.gd)))
+
+    # the teacher's gradient is plain adaptation's: the student's loss does not reach it (float round-off only:
+    # adaptation runs every layer's attention through sdpa, EDAD materialises the distilled layers' scores)
+    adapt_losses, _ = AdaptStep(o.masker)({"teacher": o.teacher}, o.batch, ctx(step))
+    assert_same_gradients(grads["teacher"], gradients(adapt_losses["teacher"], trainable(o.teacher)), 1e-5, 1e-7)
+
+
+def test_edad_at_alpha_0_gives_the_projection_no_gradient(objectives):
+    grads, metrics = edad_gradients(objectives, "only_da", 3)
+    assert metrics["alpha"] == 0.0
+    projection = {k: g for k, g in grads["student"].items() if k.startswith("tiny.")}
+    assert projection.keys() == {"tiny.proj.weight", "tiny.proj.bias"}
+    assert not any(g.any() for g in projection.values())
+    assert grads["student"]["embeddings.word_embeddings.weight"].any() and grads["heads"]["seq_relationship.weight"].any()
+
+
+# --------------------------------------------------------------------------------------------- EDAD runs
+def test_edad_lowers_the_teacher_mlm_and_the_student_distillation_loss(pipe, tmp_path):
+    edad(pipe, train_config(tmp_path, max_steps=30, checkpoint_every=30), schedule="same_ratio")
+    log = read_log(tmp_path / "out" / "metrics.jsonl")
+    assert len(log) == 30
+    for key in ("teacher_mlm", "student_tiny"):
+        first, last = (sum(r[key] for r in part) / 3 for part in (log[:3], log[-3:]))
+        assert last < 0.8 * first, (key, [round(r[key], 3) for r in log])
+
+
+def test_edad_resumes_bit_identically_after_a_crash(pipe, tmp_path, monkeypatch):
+    """Each run starts from another global RNG state: the models' init must follow train.seed."""
+    torch.manual_seed(1)
+    straight = train_config(tmp_path / "straight", max_steps=6, checkpoint_every=3)
+    edad(pipe, straight)
+
+    crashing = train_config(tmp_path / "crashed", max_steps=6, checkpoint_every=3)
+    step_fn = EdadStep.__call__
+
+    def crash_at_step_3(self, models, batch, ctx):
+        if ctx.step == 3:
+            raise RuntimeError("simulated crash")
+        return step_fn(self, models, batch, ctx)
+
+    torch.manual_seed(2)
+    with monkeypatch.context() as patch:
+        patch.setattr(EdadStep, "__call__", crash_at_step_3)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            edad(pipe, crashing)
+    assert [p.name for p in Path(crashing.work_dir).glob("checkpoint-*")] == ["checkpoint-3"]
+    torch.manual_seed(3)
+    edad(pipe, crashing)
+
+    for name in ("teacher", "student"):
+        a = weights(load_saved(Path(straight.output_dir) / name))
+        b = weights(load_saved(Path(crashing.output_dir) / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    logs = [without_timing(read_log(Path(cfg.output_dir) / "metrics.jsonl")) for cfg in (straight, crashing)]
+    assert logs[0] == logs[1]
+    assert [r["alpha"] for r in logs[1]] == [1 - s / 6 for s in range(6)]
+
+
+# --------------------------------------------------------------------------------------------- errors
+def test_configuration_errors_name_the_key_or_file(pipe, tmp_path):
+    teacher = build_adapt_teacher("exbert", pipe.base, pipe.tok["ext"], TEACHER_EXT)
+    with pytest.raises(ValueError, match=r"models\.student\.num_attention_heads"):
+        build_student({**STUDENT, "num_attention_heads": 6}, teacher.config)
+    with pytest.raises(ValueError, match=r"data-base/meta\.json.*30522-entry vocab.*30622 ids"):
+        stages._dataset(pipe.data["base"], BASE_VOCAB + EXT_SIZE)
+    with pytest.raises(ValueError, match="unknown alpha schedule 'linaer'.*" + ".*".join(SCHEDULES)):
+        edad(pipe, train_config(tmp_path), schedule="linaer")
+    with pytest.raises(ValueError, match="unknown adaptation method 'exbret'.*" + ".*".join(ADAPT_METHODS)):
+        adapt(pipe, "exbret", "ext", train_config(tmp_path))
+    with pytest.raises(ValueError, match=r"tok-base/vocab\.txt has 30522 entries: an extended vocab must exceed"):
+        adapt(pipe, "exbert", "base", train_config(tmp_path))
+    assert not (tmp_path / "work").exists()  # every error comes before training starts

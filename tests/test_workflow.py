@@ -1,0 +1,116 @@
+"""The Snakemake workflow itself: lint, config validation, and the whole DAG on the smoke config (real MiniLM
+teacher, four CRAFT articles of the mirror, a few steps per training run)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForPreTraining
+
+from conftest import MIRROR, PROJECT, minilm_path
+from edad_core.modeling import ExBertForPreTraining, ExBertModel
+
+SMOKE = PROJECT / "config" / "smoke.yaml"
+RUNS = ([f"adapt_{m}" for m in ("biobert", "scibert", "exbert")]
+        + [f"gd_{t}" for t in ("bert", "biobert", "scibert", "exbert")]
+        + [f"edad_{s}" for s in ("linear", "linear_reverse", "cosine", "cosine_reverse", "same_ratio", "only_da",
+                                 "only_dt")])
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, EDAD_MIRROR=str(MIRROR),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"), "--directory", str(workdir),
+         "--cores", "2", *args],
+        capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_lint_is_clean(tmp_path):
+    out = snakemake(tmp_path, "--lint")
+    assert out.returncode == 0, out.stderr
+    assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
+
+
+def test_paper_config_plans_every_run(tmp_path):
+    out = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert out.returncode == 0, out.stderr
+    counts = dict(line.split()[:2] for line in out.stdout.splitlines() if line.split()[:1]
+                  and line.split()[0] in {"adapt", "distill", "edad", "ner_data", "pretrain_data", "corpus"})
+    assert counts == {"corpus": "1", "ner_data": "3", "pretrain_data": "3", "adapt": "3", "distill": "4",
+                      "edad": "7"}
+
+
+def test_bad_config_is_rejected_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batch_size: 0\n")
+    out = snakemake(tmp_path, "-n", "--configfile", str(bad))
+    assert out.returncode != 0
+    assert "batch_size" in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    out = snakemake(workdir, "--configfile", str(SMOKE))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return workdir, workdir / "results" / "smoke"
+
+
+def test_smoke_dag_outputs(smoke):
+    _, results = smoke
+    for dataset in ("BC5CDR-IOB", "BioNLP09-IOB", "NCBI-disease-IOB"):
+        assert (results / "ner" / dataset / "labels.json").is_file()
+    base = (results / "vocab" / "base" / "vocab.txt").read_text().splitlines()
+    extended = (results / "vocab" / "extended" / "vocab.txt").read_text().splitlines()
+    assert len(base) == 30522 and len(extended) == 30822 and extended[:30522] == base
+    assert len(set(extended)) == len(extended)
+    for run in RUNS:
+        assert (results / "train" / run / "train_summary.json").is_file(), run
+        assert (results / "train" / run / "metrics.jsonl").is_file(), run
+
+
+def test_smoke_models_load_and_exbert_originals_stay_frozen(smoke):
+    _, results = smoke
+    student = AutoModel.from_pretrained(results / "train" / "gd_exbert" / "student")
+    assert isinstance(student, ExBertModel) and student.config.ext_vocab_size == 300
+    teacher = AutoModelForPreTraining.from_pretrained(results / "train" / "edad_linear" / "teacher")
+    assert isinstance(teacher, ExBertForPreTraining)
+    original = load_file(minilm_path() / "model.safetensors")
+    adapted = teacher.bert.state_dict()
+    for name, tensor in original.items():
+        if name in adapted:
+            assert torch.equal(adapted[name], tensor), name
+    biobert = AutoModelForPreTraining.from_pretrained(results / "train" / "adapt_biobert" / "teacher")
+    moved = biobert.bert.embeddings.LayerNorm.weight
+    assert not torch.equal(moved, original["embeddings.LayerNorm.weight"])
+
+
+def test_rerun_after_lost_outputs_resumes_from_checkpoint(smoke):
+    workdir, results = smoke
+    run = results / "train" / "edad_linear"
+    before = load_file(run / "student" / "model.safetensors")
+    for item in (run / "train_summary.json", run / "student" / "model.safetensors"):
+        item.unlink()  # as Snakemake does with the outputs of a failed job; the work folder stays
+    out = snakemake(workdir, str(run / "train_summary.json"), "--configfile", str(SMOKE))
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = (results / "logs" / "train" / "edad_linear.log").read_text()
+    assert "resuming from" in log
+    after = load_file(run / "student" / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert "Nothing to be done" in snakemake(workdir, "--configfile", str(SMOKE)).stdout
+
+
+def test_changed_settings_rerun_from_scratch(smoke, tmp_path):
+    workdir, results = smoke
+    overlay = tmp_path / "lr.yaml"
+    overlay.write_text("train:\n  edad:\n    lr: 2.0e-4\n")
+    target = results / "train" / "edad_only_dt" / "train_summary.json"
+    out = snakemake(workdir, str(target), "--configfile", str(SMOKE), str(overlay))
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = (results / "logs" / "train" / "edad_only_dt.log").read_text()
+    assert "starting over" in log and "resuming from" not in log
