@@ -64,6 +64,14 @@ class ExBertConfig(BertConfig):
             if ext_intermediate_size <= 0:
                 raise ValueError("ext_intermediate_size must be > 0 when extension layers are configured")
 
+    @classmethod
+    def from_bert_config(cls, bert_config: BertConfig, **overrides) -> "ExBertConfig":
+        """The same architecture as a plain BERT config, plus (or with changed) `overrides`."""
+        values = bert_config.to_dict()
+        for key in ("model_type", "architectures", "transformers_version", "_name_or_path"):
+            values.pop(key, None)
+        return cls(**{**values, **overrides})
+
     @property
     def total_vocab_size(self) -> int:
         return self.vocab_size + self.ext_vocab_size
@@ -298,15 +306,12 @@ class ExBertPreTrainedModel(PreTrainedModel):
         """Load a plain BERT checkpoint (hub id or local folder) into the original part; the extension (and any
         head the checkpoint lacks) is freshly initialised."""
         bert = cls._hf_bert_class.from_pretrained(checkpoint, **config_overrides)
-        bert_config = bert.config.to_dict()
-        for key in ("model_type", "architectures", "transformers_version", "_name_or_path"):
-            bert_config.pop(key, None)
-        config = ExBertConfig(
+        config = ExBertConfig.from_bert_config(
+            bert.config,
             ext_vocab_size=ext_vocab_size,
             ext_hidden_size=ext_hidden_size,
             ext_intermediate_size=ext_intermediate_size,
             ext_num_attention_heads=ext_num_attention_heads,
-            **bert_config,
         )
         model = cls(config)
         # transformers ties the MLM decoder to the word embeddings; we read the embeddings directly.

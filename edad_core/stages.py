@@ -49,11 +49,7 @@ def build_adapt_teacher(method: str, base: str, tokenizer_dir: str | Path, exten
     if method == "biobert":
         return ExBertForPreTraining.from_bert(base)
     if method == "scibert":
-        config = BertConfig.from_pretrained(base).to_dict()
-        for key in ("model_type", "architectures", "transformers_version", "_name_or_path"):
-            config.pop(key, None)
-        config["vocab_size"] = vocab
-        return ExBertForPreTraining(ExBertConfig(**config))
+        return ExBertForPreTraining(ExBertConfig.from_bert_config(BertConfig.from_pretrained(base), vocab_size=vocab))
     if method == "exbert":
         base_vocab = BertConfig.from_pretrained(base).vocab_size
         if vocab <= base_vocab:

@@ -1,6 +1,7 @@
 """The Snakemake workflow itself: lint, config validation, and the whole DAG on the smoke config (real MiniLM
 teacher, four CRAFT articles of the mirror, a few steps per training run)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,11 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"), "--directory", str(workdir),
          "--cores", "2", *args],
         capture_output=True, text=True, env=env, timeout=900)
+
+
+def target(workdir: Path, path: Path) -> str:
+    """Snakemake targets are relative to its working directory."""
+    return str(path.relative_to(workdir))
 
 
 def test_lint_is_clean(tmp_path):
@@ -96,21 +102,33 @@ def test_rerun_after_lost_outputs_resumes_from_checkpoint(smoke):
     before = load_file(run / "student" / "model.safetensors")
     for item in (run / "train_summary.json", run / "student" / "model.safetensors"):
         item.unlink()  # as Snakemake does with the outputs of a failed job; the work folder stays
-    out = snakemake(workdir, str(run / "train_summary.json"), "--configfile", str(SMOKE))
+    out = snakemake(workdir, target(workdir, run / "train_summary.json"), "--configfile", str(SMOKE))
     assert out.returncode == 0, out.stderr[-3000:]
     log = (results / "logs" / "train" / "edad_linear.log").read_text()
     assert "resuming from" in log
     after = load_file(run / "student" / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    assert "Nothing to be done" in snakemake(workdir, "--configfile", str(SMOKE)).stdout
+    again = snakemake(workdir, "--configfile", str(SMOKE))
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_changed_settings_rerun_from_scratch(smoke, tmp_path):
     workdir, results = smoke
     overlay = tmp_path / "lr.yaml"
     overlay.write_text("train:\n  edad:\n    lr: 2.0e-4\n")
-    target = results / "train" / "edad_only_dt" / "train_summary.json"
-    out = snakemake(workdir, str(target), "--configfile", str(SMOKE), str(overlay))
+    summary = results / "train" / "edad_only_dt" / "train_summary.json"
+    out = snakemake(workdir, target(workdir, summary), "--configfile", str(SMOKE), str(overlay))
     assert out.returncode == 0, out.stderr[-3000:]
     log = (results / "logs" / "train" / "edad_only_dt.log").read_text()
     assert "starting over" in log and "resuming from" not in log
+
+
+def test_training_rule_runs_ddp_with_two_gloo_processes(smoke, tmp_path):
+    workdir, results = smoke
+    overlay = tmp_path / "ddp.yaml"
+    overlay.write_text("train:\n  processes: 2\n  edad:\n    max_steps: 4\n")
+    summary_file = results / "train" / "edad_only_da" / "train_summary.json"
+    out = snakemake(workdir, target(workdir, summary_file), "--configfile", str(SMOKE), str(overlay))
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(summary_file.read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 4 and summary["grad_accum_steps"] == 1
