@@ -81,7 +81,8 @@ def build_student(student: dict, teacher: ExBertConfig, cls=ExBertForPreTraining
             "TinyBERT's attention loss pairs heads one to one (models.student.num_attention_heads / "
             "ext_num_attention_heads)"
         )
-    return cls(config)
+    # a bare encoder for GD has no NSP head, so no pooler: DDP needs every parameter to get a gradient
+    return cls(config, add_pooling_layer=False) if cls is ExBertModel else cls(config)
 
 
 def load_teacher_encoder(teacher: str) -> ExBertModel:

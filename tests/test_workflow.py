@@ -123,11 +123,12 @@ def test_changed_settings_rerun_from_scratch(smoke, tmp_path):
     assert "starting over" in log and "resuming from" not in log
 
 
-def test_training_rule_runs_ddp_with_two_gloo_processes(smoke, tmp_path):
+@pytest.mark.parametrize("run", ["edad_only_da", "gd_exbert"])
+def test_training_rules_run_ddp_with_two_gloo_processes(smoke, tmp_path, run):
     workdir, results = smoke
     overlay = tmp_path / "ddp.yaml"
-    overlay.write_text("train:\n  processes: 2\n  edad:\n    max_steps: 4\n")
-    summary_file = results / "train" / "edad_only_da" / "train_summary.json"
+    overlay.write_text("train:\n  processes: 2\n  edad:\n    max_steps: 4\n  distill:\n    max_steps: 4\n")
+    summary_file = results / "train" / run / "train_summary.json"
     out = snakemake(workdir, target(workdir, summary_file), "--configfile", str(SMOKE), str(overlay))
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(summary_file.read_text())
