@@ -32,7 +32,7 @@ CHUNK = 1 << 20
 
 
 class DownloadError(RuntimeError):
-    pass
+    """A URL that could not be fetched or verified, or an unsafe archive."""
 
 
 class _Truncated(OSError):

@@ -85,7 +85,7 @@ DATA_KEYS = ("batch_size", "seed", "group_by_length")
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """A NaN/inf loss on some rank; the last good checkpoint stays."""
 
 
 @dataclass

@@ -21,7 +21,7 @@ Sentence = tuple[list[str], list[str]]
 
 
 class NerFormatError(ValueError):
-    pass
+    """A malformed IOB2 file; the message starts with path:line."""
 
 
 def read_iob(path, *, repair: bool = False) -> list[Sentence]:

@@ -205,7 +205,8 @@ def _train(train: TrainConfig, run: dict, models: dict[str, nn.Module], trainabl
     dataset = _dataset(data_dir, models["teacher"].config.total_vocab_size)  # every model shares its vocab
     with Engine(train, models, trainable, dataset, pad_collate, step_fn, lengths=dataset.lengths) as engine:
         if engine.is_main:
-            fingerprint = {"run": run, "data": dataset.meta, "vocab_sha256": sha256_file(Path(tokenizer_dir, "vocab.txt")),
+            fingerprint = {"run": run, "data": dataset.meta,
+                           "vocab_sha256": sha256_file(Path(tokenizer_dir, "vocab.txt")),
                            "train": {k: v for k, v in asdict(train).items() if k not in RUN_NEUTRAL_KEYS}}
             claim_work_dir(Path(train.work_dir), fingerprint)
         barrier()
