@@ -211,7 +211,7 @@ class _Bucket(http.server.BaseHTTPRequestHandler):
     """S3 ListObjectsV2 (prefix, delimiter, max-keys, continuation-token) and GET of objects under server.root."""
 
     def log_message(self, *args):
-        pass
+        """Keep test output quiet: no per-request lines on stderr."""
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)

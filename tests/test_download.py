@@ -43,7 +43,7 @@ class Server:
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
-                pass
+                """Keep test output quiet: no per-request lines on stderr."""
 
             def do_GET(self):
                 n = len(server.requests)
