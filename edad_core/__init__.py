@@ -1,4 +1,4 @@
-"""edad_core: the logic behind the EDAD workflow (see DESIGN in README.md)."""
+"""edad_core: the logic behind the EDAD workflow (method, numbers and decisions: docs/design.md)."""
 
 from edad_core.modeling import (  # noqa: F401  (import registers the Auto classes)
     ExBertConfig,

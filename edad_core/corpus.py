@@ -1,4 +1,4 @@
-"""Domain corpus (DESIGN.md section 3, stage 2): read documents from the configured sources, normalise,
+"""Domain corpus (docs/design.md §3, stage 2): read documents from the configured sources, normalise,
 split into sentences, and write a deterministic subset of N whitespace tokens.
 
 Sources (config ``corpus.sources``, a list; each item has ``kind``):

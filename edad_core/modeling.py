@@ -1,4 +1,4 @@
-"""One BERT-family model that is plain BERT or exBERT by configuration (DESIGN §1).
+"""One BERT-family model that is plain BERT or exBERT by configuration (docs/design.md §1).
 
 exBERT = BERT plus an *extension*: an extension word-embedding table for domain WordPiece ids appended after
 the original vocabulary, and in every layer a narrower extension layer beside the original one, mixed by a
@@ -133,7 +133,7 @@ class ExBertEmbeddings(nn.Module):
         if self.ext_word_embeddings is None:
             words = self.word_embeddings(input_ids)
         else:
-            # DESIGN decision 2: an id < base_size reads the original table, id >= base_size reads row
+            # docs/design.md decision 2: an id < base_size reads the original table, id >= base_size reads row
             # id - base_size of the extension table. Both lookups are cheap; where() keeps the gradient exact.
             is_ext = (input_ids >= base_size).unsqueeze(-1)
             words = torch.where(

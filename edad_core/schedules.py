@@ -1,7 +1,7 @@
 """Alpha schedules of the EDAD student loss L = (1 - alpha) * (L_MLM + L_NSP) + alpha * L_Tiny.
 
 alpha(name, step, total_steps) with t = step clamped to [0, T], T = total_steps. Paper Table 4 label -> name
-(DESIGN decision 1: follow the paper's text and eq. (6), not the authors' code, which ramps 0 -> 1):
+(docs/design.md decision 1: follow the paper's text and eq. (6), not the authors' code, which ramps 0 -> 1):
 
     Linear               linear          1 - t/T                    (1 -> 0: distillation first, adaptation last)
     Linear reverse       linear_reverse  t/T                        (0 -> 1: what the authors' code does)

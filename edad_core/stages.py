@@ -1,4 +1,4 @@
-"""The three training stages on the one engine (DESIGN §1-2):
+"""The three training stages on the one engine (docs/design.md §1-2):
 
 - ``adapt``: continue MLM + NSP on the domain corpus. ``biobert`` = all weights of the base BERT (same vocab),
   ``scibert`` = BERT-base shape from random init with the domain-only vocab, ``exbert`` = base BERT plus the

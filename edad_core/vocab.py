@@ -1,4 +1,4 @@
-"""WordPiece vocabularies (DESIGN decision 5) written as tokenizer folders.
+"""WordPiece vocabularies (docs/design.md, decision 5) written as tokenizer folders.
 
 Every vocabulary becomes a folder with `vocab.txt` (one token per line, id = line number - 1), the fast tokenizer
 saved by `transformers.BertTokenizer.save_pretrained` (`tokenizer.json`, `tokenizer_config.json`; load it with

@@ -3,7 +3,7 @@ import pytest
 from edad_core.schedules import SCHEDULES, alpha
 
 T = 1000
-# name: (alpha at step 0, T/2, T), by hand from DESIGN decision 1
+# name: (alpha at step 0, T/2, T), by hand from docs/design.md decision 1
 HAND = {
     "linear": (1.0, 0.5, 0.0),
     "linear_reverse": (0.0, 0.5, 1.0),
