@@ -348,7 +348,6 @@ class ExBertModel(ExBertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attention_scores: Collection[int] = (),
-        **unused,
     ) -> ExBertModelOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -419,9 +418,14 @@ class ExBertForPreTraining(ExBertPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attention_scores: Collection[int] = (),
-        **unused,
     ) -> ExBertForPreTrainingOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attention_scores)
+        out = self.bert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=output_hidden_states,
+            output_attention_scores=output_attention_scores,
+        )
         h = out.last_hidden_state
         mlm_labels = None
         if labels is not None:
@@ -456,9 +460,14 @@ class ExBertForTokenClassification(ExBertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attention_scores: Collection[int] = (),
-        **unused,
     ) -> ExBertTokenClassifierOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attention_scores)
+        out = self.bert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=output_hidden_states,
+            output_attention_scores=output_attention_scores,
+        )
         return ExBertTokenClassifierOutput(
             logits=self.classifier(self.dropout(out.last_hidden_state)),
             hidden_states=out.hidden_states,

@@ -134,7 +134,8 @@ class AdaptStep:
 
     def __call__(self, models, batch, ctx):
         input_ids, labels = self.masker(batch["input_ids"], ctx.generator)
-        out = models["teacher"](input_ids, batch["attention_mask"], batch["token_type_ids"], labels=labels)
+        out = models["teacher"](input_ids=input_ids, attention_mask=batch["attention_mask"],
+                                  token_type_ids=batch["token_type_ids"], labels=labels)
         parts = mlm_nsp_loss(out.mlm_logits, out.mlm_labels, out.nsp_logits, batch["next_sentence_label"])
         return {"teacher": parts["mlm"] + parts["nsp"]}, _scalars("teacher", parts)
 
@@ -147,7 +148,8 @@ class DistillStep:
 
     def __call__(self, models, batch, ctx):
         with torch.no_grad():
-            teacher_out = models["teacher"](batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+            teacher_out = models["teacher"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                            token_type_ids=batch["token_type_ids"],
                                             output_hidden_states=True, output_attention_scores=self.teacher_layers)
         parts = models["student"](batch, teacher_out)
         return {"student": parts["loss"]}, _scalars("student", parts)
@@ -162,7 +164,8 @@ class EdadStep:
     def __call__(self, models, batch, ctx):
         input_ids, labels = self.masker(batch["input_ids"], ctx.generator)
         batch = dict(batch, input_ids=input_ids, labels=labels)
-        teacher_out = models["teacher"](input_ids, batch["attention_mask"], batch["token_type_ids"], labels=labels,
+        teacher_out = models["teacher"](input_ids=input_ids, attention_mask=batch["attention_mask"],
+                                        token_type_ids=batch["token_type_ids"], labels=labels,
                                         output_hidden_states=True, output_attention_scores=self.teacher_layers)
         teacher_parts = mlm_nsp_loss(teacher_out.mlm_logits, teacher_out.mlm_labels, teacher_out.nsp_logits,
                                      batch["next_sentence_label"])

@@ -212,6 +212,14 @@ def test_unknown_score_layers_are_rejected():
         model(torch.tensor([[1, 2]]), output_attention_scores=[0])
 
 
+@pytest.mark.parametrize("cls", [ExBertModel, ExBertForPreTraining, ExBertForTokenClassification])
+def test_unknown_keyword_raises_type_error(cls):
+    # a typo such as `label=` must not be swallowed and silently return no loss
+    model = cls(ExBertConfig(**TINY, **TINY_EXT))
+    with pytest.raises(TypeError, match="label"):
+        model(input_ids=torch.tensor([[1, 2]]), label=torch.tensor([[0, 1]]))
+
+
 def test_save_load_round_trip_and_auto_classes(tmp_path):
     torch.manual_seed(5)
     model = ExBertForPreTraining(ExBertConfig(**TINY, **TINY_EXT)).eval()
