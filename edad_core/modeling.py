@@ -419,13 +419,8 @@ class ExBertForPreTraining(ExBertPreTrainedModel):
         output_hidden_states: bool = False,
         output_attention_scores: Collection[int] = (),
     ) -> ExBertForPreTrainingOutput:
-        out = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            output_hidden_states=output_hidden_states,
-            output_attention_scores=output_attention_scores,
-        )
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                        output_hidden_states=output_hidden_states, output_attention_scores=output_attention_scores)
         h = out.last_hidden_state
         mlm_labels = None
         if labels is not None:
@@ -461,13 +456,8 @@ class ExBertForTokenClassification(ExBertPreTrainedModel):
         output_hidden_states: bool = False,
         output_attention_scores: Collection[int] = (),
     ) -> ExBertTokenClassifierOutput:
-        out = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            output_hidden_states=output_hidden_states,
-            output_attention_scores=output_attention_scores,
-        )
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                        output_hidden_states=output_hidden_states, output_attention_scores=output_attention_scores)
         return ExBertTokenClassifierOutput(
             logits=self.classifier(self.dropout(out.last_hidden_state)),
             hidden_states=out.hidden_states,
