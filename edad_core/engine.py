@@ -30,7 +30,8 @@ Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or
   micro-batch loss is scaled by 1/accumulation (a mean of per-micro-batch means). group_by_length (needs
   `lengths`): inside chunks of 50 global batches the examples are sorted longest first, then batches shuffled.
 - Checkpoints (every checkpoint_every steps and at the end) go to work_dir/checkpoint-<step>/ (written to a temp
-  dir, then renamed; the last 2 kept): model-<name>.safetensors, trainer.pt (optimizer, scheduler and GradScaler
+  dir, then renamed; the last 2 kept while the run is in progress; when it ends, only the final one, or none with
+  keep_final_checkpoint false): model-<name>.safetensors (the trainable parameters only), trainer.pt (optimizer, scheduler and GradScaler
   states), rng-<rank>.pt (python, numpy, torch, CUDA and ctx-generator states of each rank) and state.json
   (data position, counters, logging accumulators). All load with torch.load(weights_only=True). train() resumes
   from the newest complete checkpoint; on CPU a resumed run is bit-identical to an uninterrupted one. Changing
@@ -66,7 +67,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -107,6 +108,7 @@ class TrainConfig:
     seed: int = 42
     num_workers: int = 0
     group_by_length: bool = False
+    keep_final_checkpoint: bool = True  # False: a finished run removes all its checkpoints (a rerun starts over)
 
     def __post_init__(self):
         lrs = self.lr.values() if isinstance(self.lr, dict) else [self.lr]
@@ -254,6 +256,25 @@ def as_scalar(value, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(value, dtype=torch.float64, device=device).reshape(())
 
 
+def trained_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters a run changes (requires_grad; tied ones once). Frozen weights are rebuilt from their source
+    on resume, so a checkpoint of an exBERT teacher holds its extension, not BERT's 110M frozen weights."""
+    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trained_tensors(model: nn.Module, path: Path, device: torch.device) -> None:
+    tensors = load_file(path, device=str(device))
+    expected = trained_tensors(model)
+    if tensors.keys() != expected.keys():
+        missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
+        raise ValueError(f"{path}: does not match the model's trainable parameters (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}): the checkpoint belongs to another model")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in tensors:
+                param.copy_(tensors[name])
+
+
 def checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints (renamed from their temp dir), oldest first."""
     found = [(int(m[1]), p) for p in work_dir.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
@@ -335,7 +356,10 @@ class Engine:
         destroy_distributed()
 
     # --- the loop -----------------------------------------------------------------------------------------
-    def train(self) -> dict:
+    def train(self, save_models: Callable[[], None] | None = None) -> dict:
+        """Train to total_steps (resuming), then on rank 0: `save_models()` (the final models), metrics.jsonl and
+        train_summary.json (written last: it marks a complete run), and prune the checkpoints to the final one
+        (or none, cfg.keep_final_checkpoint)."""
         cfg, d = self.cfg, self.dist
         work = Path(cfg.work_dir)
         if d.is_main:
@@ -395,10 +419,14 @@ class Engine:
         if d.is_main:
             out = Path(cfg.output_dir)
             out.mkdir(parents=True, exist_ok=True)
+            if save_models is not None:
+                save_models()
             log_copy = out / "metrics.jsonl.tmp"
             shutil.copyfile(work / "metrics.jsonl", log_copy)
             os.replace(log_copy, out / "metrics.jsonl")
             write_json_atomic(out / "train_summary.json", summary)
+            for _, old in checkpoints(work)[:-1 if cfg.keep_final_checkpoint else None]:
+                shutil.rmtree(old)
         barrier()
         return summary
 
@@ -519,7 +547,7 @@ class Engine:
         torch.save(rng_state(self.generator, d.device), tmp / f"rng-{d.rank}.pt")
         if d.is_main:
             for name in self.trainable:
-                save_model(self.unwrap(name), str(tmp / f"model-{name}.safetensors"))
+                save_file(trained_tensors(self.unwrap(name)), tmp / f"model-{name}.safetensors")
             torch.save({"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
                         "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
                         "scaler": self.scaler.state_dict()}, tmp / "trainer.pt")
@@ -547,7 +575,7 @@ class Engine:
                                  f"or delete {work} to start over")
         device = self.dist.device
         for name in self.trainable:
-            load_model(self.unwrap(name), ckpt / f"model-{name}.safetensors", device=str(device))
+            load_trained_tensors(self.unwrap(name), ckpt / f"model-{name}.safetensors", device)
         trainer = torch.load(ckpt / "trainer.pt", map_location=device, weights_only=True)
         for name in self.trainable:
             self.optimizers[name].load_state_dict(trainer["optimizers"][name])

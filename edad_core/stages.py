@@ -13,10 +13,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +31,8 @@ from edad_core.losses import TinyBertLoss, distilled_teacher_layers, edad_studen
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
 from edad_core.pretrain_data import MlmMasker, PretrainingDataset, pad_collate
 from edad_core.schedules import SCHEDULES, alpha
+
+log = logging.getLogger(__name__)
 
 ADAPT_METHODS = ("biobert", "scibert", "exbert")
 EXTENSION_KEYS = ("ext_hidden_size", "ext_intermediate_size", "ext_num_attention_heads")
@@ -61,10 +63,11 @@ def build_adapt_teacher(method: str, base: str, tokenizer_dir: str | Path, exten
     raise ValueError(f"unknown adaptation method {method!r}; expected one of {ADAPT_METHODS}")
 
 
-def build_student(student: dict, teacher: ExBertConfig, cls=ExBertForPreTraining):
-    """A randomly initialised student sharing the teacher's vocabulary, extended when the teacher is."""
-    sizes = {key: student[key] for key in STUDENT_KEYS}
-    extension = {key: student[key] for key in EXTENSION_KEYS} if teacher.has_ext_layers else {}
+def build_student(student_sizes: dict, teacher: ExBertConfig, cls=ExBertForPreTraining):
+    """A randomly initialised student of `student_sizes` (config models.student) sharing the teacher's
+    vocabulary, extended when the teacher is."""
+    sizes = {key: student_sizes[key] for key in STUDENT_KEYS}
+    extension = {key: student_sizes[key] for key in EXTENSION_KEYS} if teacher.has_ext_layers else {}
     config = ExBertConfig(
         vocab_size=teacher.vocab_size,
         ext_vocab_size=teacher.ext_vocab_size,
@@ -184,16 +187,31 @@ def _dataset(data_dir: str | Path, expected_vocab: int) -> PretrainingDataset:
 
 
 # TrainConfig fields that do not change what a run computes: checkpoints stay valid across them
-RUN_NEUTRAL_KEYS = ("output_dir", "work_dir", "log_every", "checkpoint_every", "num_workers")
+RUN_NEUTRAL_KEYS = ("log_every", "checkpoint_every", "num_workers", "keep_final_checkpoint")
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}.{key}" if prefix else key).items()}
 
 
 def claim_work_dir(work_dir: Path, fingerprint: dict) -> None:
     """Checkpoints in work_dir resume only the run that wrote them: if anything the run computes has changed
-    (settings, model sizes, data, vocab), the old checkpoints are removed and the run starts over."""
+    (settings, model sizes, data, vocab), the changed keys are named, the old checkpoints removed and the run
+    starts over."""
     text = json.dumps(fingerprint, sort_keys=True, indent=1)
     record = work_dir / "run.json"
     if record.exists() and record.read_text() != text:
-        print(f"{work_dir}: its checkpoints belong to other settings; starting over", file=sys.stderr, flush=True)
+        try:
+            old = _flatten(json.loads(record.read_text()))
+        except json.JSONDecodeError:
+            old = {}
+        new = _flatten(fingerprint)
+        changes = [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
+                   for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+        log.warning("%s: its checkpoints belong to other settings (%s); starting over", work_dir,
+                    "; ".join(changes) or "unreadable run.json")
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".tmp")
@@ -201,63 +219,85 @@ def claim_work_dir(work_dir: Path, fingerprint: dict) -> None:
     os.replace(tmp, record)
 
 
-def _train(train: TrainConfig, run: dict, models: dict[str, nn.Module], trainable: list[str], data_dir, step_fn,
-           tokenizer_dir, saves: dict[str, Callable[[Engine], nn.Module]]) -> dict:
+def _train(run: dict, train: TrainConfig, models: dict[str, nn.Module], trainable: list[str], data_dir, step_fn,
+           tokenizer_dir, saves: dict[str, Callable[[Engine], nn.Module]], fingerprint_extra: dict | None = None
+           ) -> dict:
     """Run the engine (resuming its own checkpoints), then save each final model with save_pretrained next to
-    its tokenizer (rank 0). `run` describes the run's own arguments, for claim_work_dir."""
+    its tokenizer (rank 0). The work folder's fingerprint is the run description itself (without the keys
+    that do not change what is computed) plus the data and vocab it reads."""
     dataset = _dataset(data_dir, models["teacher"].config.total_vocab_size)  # every model shares its vocab
     with Engine(train, models, trainable, dataset, pad_collate, step_fn, lengths=dataset.lengths) as engine:
         if engine.is_main:
-            fingerprint = {"run": run, "data": dataset.meta,
-                           "vocab_sha256": sha256_file(Path(tokenizer_dir, "vocab.txt")),
-                           "train": {k: v for k, v in asdict(train).items() if k not in RUN_NEUTRAL_KEYS}}
+            described = dict(run, train={k: v for k, v in run["train"].items() if k not in RUN_NEUTRAL_KEYS})
+            fingerprint = {"run": described, "data": dataset.meta,
+                           "vocab_sha256": sha256_file(Path(tokenizer_dir, "vocab.txt")), **(fingerprint_extra or {})}
             claim_work_dir(Path(train.work_dir), fingerprint)
         barrier()
-        summary = engine.train()
-        if engine.is_main:
-            for name, pick in saves.items():
-                folder = Path(train.output_dir) / name
-                pick(engine).save_pretrained(folder)
-                for item in Path(tokenizer_dir).iterdir():
-                    if item.is_file():
-                        shutil.copy2(item, folder / item.name)
+        summary = engine.train(save_models=lambda: _save_models(engine, saves, train.output_dir, tokenizer_dir))
     return summary
 
 
-def run_adapt(method: str, base: str, extension: dict, data_dir, tokenizer_dir, train: TrainConfig,
-              mlm_probability: float) -> dict:
+def _save_models(engine: Engine, saves: dict, output_dir, tokenizer_dir) -> None:
+    """Each final model as a save_pretrained folder with the tokenizer files beside it (rank 0 only)."""
+    for name, pick in saves.items():
+        folder = Path(output_dir) / name
+        pick(engine).save_pretrained(folder)
+        for item in Path(tokenizer_dir).iterdir():
+            if item.is_file():
+                shutil.copy2(item, folder / item.name)
+
+
+def _extension(teacher: dict) -> dict:
+    return {key: teacher[key] for key in EXTENSION_KEYS}
+
+
+def run_adapt(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
     torch.manual_seed(train.seed)  # fresh weights (extension, student, projection) follow train.seed
-    teacher = build_adapt_teacher(method, base, tokenizer_dir, extension)
-    masker = MlmMasker.from_tokenizer_dir(tokenizer_dir, mlm_probability)
-    run = {"stage": "adapt", "method": method, "base": base, "extension": extension,
-           "mlm_probability": mlm_probability}
-    return _train(train, run, {"teacher": teacher}, ["teacher"], data_dir, AdaptStep(masker), tokenizer_dir,
+    teacher = build_adapt_teacher(run["method"], run["teacher"]["base"], tokenizer_dir, _extension(run["teacher"]))
+    masker = MlmMasker.from_tokenizer_dir(tokenizer_dir, run["mlm_probability"])
+    return _train(run, train, {"teacher": teacher}, ["teacher"], data_dir, AdaptStep(masker), tokenizer_dir,
                   {"teacher": lambda e: e.unwrap("teacher")})
 
 
-def run_distill(teacher_path: str, student: dict, data_dir, tokenizer_dir, train: TrainConfig) -> dict:
+def run_distill(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
     torch.manual_seed(train.seed)  # fresh weights (extension, student, projection) follow train.seed
-    teacher = load_teacher_encoder(teacher_path)
-    objective = DistillationStudent(build_student(student, teacher.config, ExBertModel), teacher.config)
-    layers = distilled_teacher_layers(student["num_hidden_layers"], teacher.config.num_hidden_layers)
-    weights = Path(resolve_model(teacher_path), "model.safetensors")
-    run = {"stage": "distill", "teacher": teacher_path, "student": student,
-           "teacher_sha256": sha256_file(weights) if weights.is_file() else None}
-    return _train(train, run, {"teacher": teacher, "student": objective}, ["student"], data_dir, DistillStep(layers),
-                  tokenizer_dir, {"student": lambda e: e.unwrap("student").student})
+    teacher = load_teacher_encoder(run["teacher_model"])
+    student_sizes = run["student"]
+    objective = DistillationStudent(build_student(student_sizes, teacher.config, ExBertModel), teacher.config)
+    layers = distilled_teacher_layers(student_sizes["num_hidden_layers"], teacher.config.num_hidden_layers)
+    weights = Path(resolve_model(run["teacher_model"]), "model.safetensors")
+    extra = {"teacher_sha256": sha256_file(weights) if weights.is_file() else None}
+    return _train(run, train, {"teacher": teacher, "student": objective}, ["student"], data_dir, DistillStep(layers),
+                  tokenizer_dir, {"student": lambda e: e.unwrap("student").student}, extra)
 
 
-def run_edad(schedule: str, base: str, extension: dict, student: dict, data_dir, tokenizer_dir,
-             train: TrainConfig, mlm_probability: float) -> dict:
+def run_edad(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
+    schedule, student_sizes = run["schedule"], run["student"]
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown alpha schedule {schedule!r}; expected one of {SCHEDULES}")
     torch.manual_seed(train.seed)  # fresh weights (extension, student, projection) follow train.seed
-    teacher = build_adapt_teacher("exbert", base, tokenizer_dir, extension)
-    objective = DistillationStudent(build_student(student, teacher.config), teacher.config)
-    masker = MlmMasker.from_tokenizer_dir(tokenizer_dir, mlm_probability)
-    layers = distilled_teacher_layers(student["num_hidden_layers"], teacher.config.num_hidden_layers)
-    run = {"stage": "edad", "schedule": schedule, "base": base, "extension": extension, "student": student,
-           "mlm_probability": mlm_probability}
-    return _train(train, run, {"teacher": teacher, "student": objective}, ["teacher", "student"], data_dir,
+    teacher = build_adapt_teacher("exbert", run["teacher"]["base"], tokenizer_dir, _extension(run["teacher"]))
+    objective = DistillationStudent(build_student(student_sizes, teacher.config), teacher.config)
+    masker = MlmMasker.from_tokenizer_dir(tokenizer_dir, run["mlm_probability"])
+    layers = distilled_teacher_layers(student_sizes["num_hidden_layers"], teacher.config.num_hidden_layers)
+    return _train(run, train, {"teacher": teacher, "student": objective}, ["teacher", "student"], data_dir,
                   EdadStep(masker, schedule, layers), tokenizer_dir,
                   {"teacher": lambda e: e.unwrap("teacher"), "student": lambda e: e.unwrap("student").student})
+
+
+RUNNERS = {"adapt": run_adapt, "distill": run_distill, "edad": run_edad}
+
+
+def run_training(run: dict, *, data_dir, tokenizer_dir, output_dir, work_dir) -> dict:
+    """One training run from its description, the dict the workflow builds once per run (rules/common.smk
+    `run_description`) and passes as the rule's `run` param:
+
+        {"stage": "adapt", "method": "exbert", "teacher": {base, ext_*}, "mlm_probability": 0.15, "train": {...}}
+        {"stage": "distill", "teacher_model": FOLDER_OR_HUB_ID, "student": {sizes}, "train": {...}}
+        {"stage": "edad", "schedule": "linear", "teacher": {...}, "student": {...}, "mlm_probability": .., "train": {...}}
+
+    `train` holds TrainConfig's fields (without the two folders). The same dict fingerprints the work folder."""
+    if run.get("stage") not in RUNNERS:
+        raise ValueError(f"run description: unknown stage {run.get('stage')!r}; expected one of {list(RUNNERS)}")
+    train = TrainConfig(output_dir=str(output_dir), work_dir=str(work_dir), **run["train"])
+    return RUNNERS[run["stage"]](run, train, data_dir, tokenizer_dir)

@@ -1,12 +1,21 @@
 # Paths, the model registry derived from config, and input functions shared by every rule file.
+import dataclasses
 import json
 import os
+import re
+
+from edad_core.engine import TrainConfig
 
 RESULTS = config["results"]
 WORK = config["work"]
 SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
 MIRROR = config["mirror"] or os.environ.get("EDAD_MIRROR", "")
 CONDA_ENV = "../envs/edad.yaml"
+
+
+def alternatives(names):
+    """A wildcard constraint matching exactly the configured names (an empty list matches nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 def as_json(value):
@@ -42,17 +51,39 @@ def model_files(folder):
     return [f"{folder}/config.json", f"{folder}/model.safetensors", f"{folder}/vocab.txt"]
 
 
-def train_settings(stage, method=None):
-    """Everything of config.train a run depends on (a change reruns it)."""
-    train = config["train"]
-    section = train[stage]
-    settings = {k: train[k] for k in ("batch_size", "per_device_batch_size", "max_grad_norm", "weight_decay",
-                                      "precision", "checkpoint_every", "log_every", "seed", "group_by_length")}
-    settings.update(epochs=section["epochs"], max_steps=section["max_steps"], lr=section["lr"],
-                    warmup_ratio=section["warmup_ratio"],
-                    lr_schedule=section["lr_schedule"][method] if method else section["lr_schedule"],
-                    mlm_probability=config["pretrain_data"]["mlm_probability"])
-    return as_json(settings)
+# TrainConfig's fields, read from config.train (shared) and config.train.<stage> (per stage, wins); a value
+# given per variant ({biobert: constant, ...}) is picked for the run's variant.
+TRAIN_KEYS = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("output_dir", "work_dir")]
+
+
+def run_description(stage, variant):
+    """Everything a training run computes from, built once: the rule passes it as one JSON `run` param (a change
+    reruns the job) and the run fingerprints its checkpoint folder with it (edad_core.stages.run_training)."""
+    merged = {**config["train"], **config["train"][stage]}
+    settings = {k: merged[k] for k in TRAIN_KEYS if k in merged}
+    settings = {k: v[variant] if isinstance(v, dict) and variant in v else v for k, v in settings.items()}
+    models = config["models"]
+    mlm_probability = config["pretrain_data"]["mlm_probability"]
+    if stage == "adapt":
+        run = {"method": variant, "teacher": models["teacher"], "mlm_probability": mlm_probability}
+    elif stage == "distill":
+        run = {"teacher_model": teacher_model(variant), "student": models["student"]}
+    else:
+        run = {"schedule": variant, "teacher": models["teacher"], "student": models["student"],
+               "mlm_probability": mlm_probability}
+    return {"stage": stage, **run, "train": settings}
+
+
+def train_params(stage, variant):
+    """Params of every training rule (the launcher, the run description, the folders)."""
+    return dict(
+        launch=launcher(),
+        run=lambda w: as_json(run_description(stage, w[variant])),
+        data_dir=lambda w, input: os.path.dirname(input.data),
+        tokenizer_dir=lambda w, input: os.path.dirname(input.tokenizer),
+        out_dir=lambda w, output: os.path.dirname(output.summary),
+        work_dir=lambda w, output: os.path.join(WORK, os.path.relpath(os.path.dirname(output.summary), RESULTS)),
+    )
 
 
 def training_targets():

@@ -1,4 +1,5 @@
-# Stage 5: teacher adaptation, TinyBERT general distillation and EDAD joint training, on one engine.
+# Stage 5: teacher adaptation, TinyBERT general distillation and EDAD joint training, on one engine. One rule
+# definition (adapt) and two variants of it: they differ in inputs, outputs and the run description only.
 # Checkpoints live under WORK (not declared outputs: Snakemake deletes outputs of failed jobs), so a rerun resumes.
 
 
@@ -11,16 +12,9 @@ rule adapt:
         model=model_files(f"{RESULTS}/train/adapt_{{method}}/teacher"),
         summary=f"{RESULTS}/train/adapt_{{method}}/train_summary.json",
     params:
-        launch=launcher(),
-        base=config["models"]["teacher"]["base"],
-        models=as_json({"teacher": config["models"]["teacher"]}),
-        settings=lambda w: train_settings("adapt", w.method),
-        data_dir=lambda w, input: os.path.dirname(input.data),
-        tokenizer_dir=lambda w, input: os.path.dirname(input.tokenizer),
-        out_dir=lambda w, output: os.path.dirname(output.summary),
-        work_dir=f"{WORK}/train/adapt_{{method}}",
+        **train_params("adapt", "method"),
     wildcard_constraints:
-        method="biobert|scibert|exbert",
+        method=alternatives(config["train"]["adapt"]["methods"]),
     log:
         f"{RESULTS}/logs/train/adapt_{{method}}.log",
     benchmark:
@@ -31,13 +25,11 @@ rule adapt:
     conda:
         CONDA_ENV
     shell:
-        "{params.launch} {input.script} adapt --method {wildcards.method} --base {params.base:q}"
-        " --models {params.models:q} --settings {params.settings:q}"
-        " --data {params.data_dir:q} --tokenizer {params.tokenizer_dir:q}"
-        " --output {params.out_dir:q} --work {params.work_dir:q} > {log} 2>&1"
+        "{params.launch} {input.script:q} --description {params.run:q} --data {params.data_dir:q}"
+        " --tokenizer {params.tokenizer_dir:q} --output {params.out_dir:q} --work {params.work_dir:q} > {log:q} 2>&1"
 
 
-rule distill:
+use rule adapt as distill with:
     input:
         script=f"{SCRIPTS}/train.py",
         teacher=lambda w: [] if w.teacher == "bert" else model_files(teacher_model(w.teacher)),
@@ -47,33 +39,16 @@ rule distill:
         model=model_files(f"{RESULTS}/train/gd_{{teacher}}/student"),
         summary=f"{RESULTS}/train/gd_{{teacher}}/train_summary.json",
     params:
-        launch=launcher(),
-        teacher=lambda w: teacher_model(w.teacher),
-        models=as_json({"student": config["models"]["student"]}),
-        settings=lambda w: train_settings("distill"),
-        data_dir=lambda w, input: os.path.dirname(input.data),
-        tokenizer_dir=lambda w, input: os.path.dirname(input.tokenizer),
-        out_dir=lambda w, output: os.path.dirname(output.summary),
-        work_dir=f"{WORK}/train/gd_{{teacher}}",
+        **train_params("distill", "teacher"),
     wildcard_constraints:
-        teacher="bert|biobert|scibert|exbert",
+        teacher=alternatives(config["train"]["distill"]["teachers"]),
     log:
         f"{RESULTS}/logs/train/gd_{{teacher}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/gd_{{teacher}}.tsv"
-    threads: config["train"]["threads"]
-    resources:
-        gpu=config["train"]["gpus"],
-    conda:
-        CONDA_ENV
-    shell:
-        "{params.launch} {input.script} distill --teacher {params.teacher:q}"
-        " --models {params.models:q} --settings {params.settings:q}"
-        " --data {params.data_dir:q} --tokenizer {params.tokenizer_dir:q}"
-        " --output {params.out_dir:q} --work {params.work_dir:q} > {log} 2>&1"
 
 
-rule edad:
+use rule adapt as edad with:
     input:
         script=f"{SCRIPTS}/train.py",
         data=f"{RESULTS}/pretrain_data/extended/meta.json",
@@ -83,27 +58,10 @@ rule edad:
         student=model_files(f"{RESULTS}/train/edad_{{schedule}}/student"),
         summary=f"{RESULTS}/train/edad_{{schedule}}/train_summary.json",
     params:
-        launch=launcher(),
-        base=config["models"]["teacher"]["base"],
-        models=as_json(config["models"]),
-        settings=lambda w: train_settings("edad"),
-        data_dir=lambda w, input: os.path.dirname(input.data),
-        tokenizer_dir=lambda w, input: os.path.dirname(input.tokenizer),
-        out_dir=lambda w, output: os.path.dirname(output.summary),
-        work_dir=f"{WORK}/train/edad_{{schedule}}",
+        **train_params("edad", "schedule"),
     wildcard_constraints:
-        schedule="|".join(config["train"]["edad"]["schedules"]),
+        schedule=alternatives(config["train"]["edad"]["schedules"]),
     log:
         f"{RESULTS}/logs/train/edad_{{schedule}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/edad_{{schedule}}.tsv"
-    threads: config["train"]["threads"]
-    resources:
-        gpu=config["train"]["gpus"],
-    conda:
-        CONDA_ENV
-    shell:
-        "{params.launch} {input.script} edad --schedule {wildcards.schedule} --base {params.base:q}"
-        " --models {params.models:q} --settings {params.settings:q}"
-        " --data {params.data_dir:q} --tokenizer {params.tokenizer_dir:q}"
-        " --output {params.out_dir:q} --work {params.work_dir:q} > {log} 2>&1"

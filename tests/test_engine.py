@@ -70,7 +70,7 @@ class Noisy:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])  # fp16 on CPU: GradScaler state is restored too
 def test_resume_after_crash_is_bit_identical(tmp_path, precision):
     straight, _, _ = run(config(tmp_path / "w1", tmp_path / "o1", precision=precision), Noisy(), dropout=0.2)
-    assert sorted(p.name for p in (tmp_path / "w1").iterdir() if p.is_dir()) == ["checkpoint-10", "checkpoint-12"]
+    assert sorted(p.name for p in (tmp_path / "w1").iterdir() if p.is_dir()) == ["checkpoint-12"]  # a finished run
 
     cfg = config(tmp_path / "w2", tmp_path / "o2", precision=precision)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -295,3 +295,26 @@ def test_step_counts_logs_and_summary(tmp_path):
 
     assert run(cfg, step_fn, data=data)[1]["steps"] == 10  # a finished run resumes at its end: nothing to do
     assert len(seen) == 20
+
+
+def test_finished_run_keeps_only_its_final_checkpoint_or_none(tmp_path):
+    def train(seed, save_models=None):
+        models = make_models(seed)
+        models["aux"].fc2.bias.requires_grad_(False)  # frozen: rebuilt from its source, not checkpointed
+        with Engine(cfg, models, ["net", "aux"], ToyData(), collate, plain_step) as engine:
+            summary = engine.train(save_models=save_models)
+        return models, summary
+
+    cfg, order = config(tmp_path / "keep", tmp_path / "o1"), []
+    models, _ = train(1, lambda: order.append(sorted(p.name for p in Path(cfg.output_dir).iterdir())))
+    assert order == [[]]  # the final models are saved before metrics.jsonl and train_summary.json
+    assert [p.name for p in (tmp_path / "keep").iterdir() if p.is_dir()] == ["checkpoint-12"]
+    saved = load_file(tmp_path / "keep" / "checkpoint-12" / "model-aux.safetensors")
+    assert "fc2.bias" not in saved and "fc2.weight" in saved
+
+    rerun, summary = train(5)  # another init; resumes at the end: no step, the checkpoint's weights
+    assert summary["steps"] == 12
+    assert torch.equal(rerun["aux"].fc1.weight, models["aux"].fc1.weight)
+
+    run(config(tmp_path / "none", tmp_path / "o2", keep_final_checkpoint=False))
+    assert not list((tmp_path / "none").glob("checkpoint-*"))

@@ -94,12 +94,15 @@ def train_config(folder: Path, **overrides) -> TrainConfig:
 
 
 def adapt(pipe, method: str, vocab: str, cfg: TrainConfig) -> dict:
-    extension = TEACHER_EXT if method == "exbert" else {}
-    return run_adapt(method, pipe.base, extension, pipe.data[vocab], pipe.tok[vocab], cfg, MLM_PROBABILITY)
+    run = {"stage": "adapt", "method": method, "teacher": {"base": pipe.base, **TEACHER_EXT},
+           "mlm_probability": MLM_PROBABILITY, "train": {}}
+    return run_adapt(run, cfg, pipe.data[vocab], pipe.tok[vocab])
 
 
 def edad(pipe, cfg: TrainConfig, schedule: str = "linear", data: str = "ext") -> dict:
-    return run_edad(schedule, pipe.base, TEACHER_EXT, STUDENT, pipe.data[data], pipe.tok["ext"], cfg, MLM_PROBABILITY)
+    run = {"stage": "edad", "schedule": schedule, "teacher": {"base": pipe.base, **TEACHER_EXT}, "student": STUDENT,
+           "mlm_probability": MLM_PROBABILITY, "train": {}}
+    return run_edad(run, cfg, pipe.data[data], pipe.tok["ext"])
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -12,17 +12,20 @@ p.add_argument("kind", choices=["base", "extended", "domain"])
 p.add_argument("--out", required=True, help="output folder")
 p.add_argument("--corpus", nargs="+", default=[], help="corpus text files (extended, domain)")
 p.add_argument("--base", help="models.teacher.base: hub id, local folder or pkg:<module>/<path> (base, extended)")
-p.add_argument("--ext-size", type=int, default=17658)
-p.add_argument("--total-size", type=int, default=48180)
-p.add_argument("--domain-size", type=int, default=30522)
-p.add_argument("--min-frequency", type=int, default=2)
-p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+p.add_argument("--ext-size", type=int, help="extended: vocab.ext_size")
+p.add_argument("--total-size", type=int, help="extended: vocab.total_size")
+p.add_argument("--domain-size", type=int, help="domain: vocab.domain_only_size")
+p.add_argument("--min-frequency", type=int, help="extended, domain: vocab.min_frequency")
+p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, required=True, help="vocab.lowercase")
 args = p.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 if args.kind != "domain" and not args.base:
     p.error(f"{args.kind} needs --base")
 if args.kind != "base" and not args.corpus:
     p.error(f"{args.kind} needs --corpus")
+needed = {"base": [], "extended": ["ext_size", "total_size", "min_frequency"], "domain": ["domain_size", "min_frequency"]}
+if missing := [f"--{key.replace('_', '-')}" for key in needed[args.kind] if getattr(args, key) is None]:
+    p.error(f"{args.kind} needs {' '.join(missing)}")
 
 if args.kind == "base":
     out = build_base_vocab(args.base, args.out, lowercase=args.lowercase)
