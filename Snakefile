@@ -4,6 +4,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from edad_core.config_checks import check_config
+
 min_version("9.0")
 
 
@@ -11,6 +13,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "config/schema.yaml")
+check_config(config)  # keys that must fit together: fails at `snakemake -n`, naming them
 
 
 include: "rules/common.smk"

@@ -233,6 +233,8 @@ def _train(run: dict, train: TrainConfig, models: dict[str, nn.Module], trainabl
                            "vocab_sha256": sha256_file(Path(tokenizer_dir, "vocab.txt")), **(fingerprint_extra or {})}
             claim_work_dir(Path(train.work_dir), fingerprint)
         barrier()
+        if run.get("repeat"):  # a timing repeat: only its train_seconds count
+            saves = {}
         summary = engine.train(save_models=lambda: _save_models(engine, saves, train.output_dir, tokenizer_dir))
     return summary
 
@@ -296,7 +298,8 @@ def run_training(run: dict, *, data_dir, tokenizer_dir, output_dir, work_dir) ->
         {"stage": "distill", "teacher_model": FOLDER_OR_HUB_ID, "student": {sizes}, "train": {...}}
         {"stage": "edad", "schedule": "linear", "teacher": {...}, "student": {...}, "mlm_probability": .., "train": {...}}
 
-    `train` holds TrainConfig's fields (without the two folders). The same dict fingerprints the work folder."""
+    `train` holds TrainConfig's fields (without the two folders). The same dict fingerprints the work folder.
+    `"repeat": k >= 1` marks a timing repeat: the same computation, no models saved."""
     if run.get("stage") not in RUNNERS:
         raise ValueError(f"run description: unknown stage {run.get('stage')!r}; expected one of {list(RUNNERS)}")
     train = TrainConfig(output_dir=str(output_dir), work_dir=str(work_dir), **run["train"])

@@ -56,9 +56,11 @@ def model_files(folder):
 TRAIN_KEYS = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("output_dir", "work_dir")]
 
 
-def run_description(stage, variant):
+def run_description(stage, variant, repeat=0):
     """Everything a training run computes from, built once: the rule passes it as one JSON `run` param (a change
-    reruns the job) and the run fingerprints its checkpoint folder with it (edad_core.stages.run_training)."""
+    reruns the job) and the run fingerprints its checkpoint folder with it (edad_core.stages.run_training).
+    A timing repeat (repeat >= 1) computes the same run again for its train_seconds only: no models, no
+    checkpoint kept."""
     merged = {**config["train"], **config["train"][stage]}
     settings = {k: merged[k] for k in TRAIN_KEYS if k in merged}
     settings = {k: v[variant] if isinstance(v, dict) and variant in v else v for k, v in settings.items()}
@@ -71,14 +73,17 @@ def run_description(stage, variant):
     else:
         run = {"schedule": variant, "teacher": models["teacher"], "student": models["student"],
                "mlm_probability": mlm_probability}
+    if repeat:
+        run["repeat"] = repeat
+        settings["keep_final_checkpoint"] = False
     return {"stage": stage, **run, "train": settings}
 
 
-def train_params(stage, variant):
+def train_params(stage, variant, repeat=False):
     """Params of every training rule (the launcher, the run description, the folders)."""
     return dict(
         launch=launcher(),
-        run=lambda w: as_json(run_description(stage, w[variant])),
+        run=lambda w: as_json(run_description(stage, w[variant], int(w.repeat) if repeat else 0)),
         data_dir=lambda w, input: os.path.dirname(input.data),
         tokenizer_dir=lambda w, input: os.path.dirname(input.tokenizer),
         out_dir=lambda w, output: os.path.dirname(output.summary),
@@ -94,9 +99,16 @@ def training_targets():
     return targets
 
 
+def timing_targets():
+    """Repeats 1 .. train.timing_repeats - 1 of every training run (the run itself is repeat 0)."""
+    runs = [os.path.basename(os.path.dirname(t)) for t in training_targets()]
+    repeats = range(1, config["train"]["timing_repeats"])
+    return [f"{RESULTS}/timing/{run}/repeat{k}/train_summary.json" for run in runs for k in repeats]
+
+
 def ner_targets():
     return [f"{RESULTS}/ner/{d}/labels.json" for d in config["ner"]["datasets"]]
 
 
 def final_targets():
-    return ner_targets() + training_targets()
+    return ner_targets() + training_targets() + timing_targets()

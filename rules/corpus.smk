@@ -24,6 +24,6 @@ rule corpus:
     conda:
         CONDA_ENV
     shell:
-        "python {input.script} --sources {params.sources:q} --n-tokens {params.n_tokens}"
-        " --mirror {params.mirror:q} --cache-dir {params.cache_dir:q}"
-        " --out {output.txt:q} --stats {output.stats:q} --manifest {output.manifest:q} > {log} 2>&1"
+        "python {input.script:q} --sources {params.sources:q} --n-tokens {params.n_tokens:q}"
+        " --mirror={params.mirror:q} --cache-dir {params.cache_dir:q}"
+        " --out {output.txt:q} --stats {output.stats:q} --manifest {output.manifest:q} > {log:q} 2>&1"

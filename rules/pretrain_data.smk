@@ -33,8 +33,8 @@ rule pretrain_data:
     conda:
         CONDA_ENV
     shell:
-        "python {input.script} --corpus {input.corpus:q} --tokenizer-dir {params.tokenizer_dir:q}"
-        " --out-dir {params.out_dir:q} --max-seq-length {params.max_seq_length}"
-        " --short-seq-prob {params.short_seq_prob} --random-next-prob {params.random_next_prob}"
-        " --dupe-factor {params.dupe_factor} --seed {params.seed} --chunk-sentences {params.chunk_sentences}"
-        " --num-proc {threads} > {log} 2>&1"
+        "python {input.script:q} --corpus {input.corpus:q} --tokenizer-dir {params.tokenizer_dir:q}"
+        " --out-dir {params.out_dir:q} --max-seq-length {params.max_seq_length:q}"
+        " --short-seq-prob {params.short_seq_prob:q} --random-next-prob {params.random_next_prob:q}"
+        " --dupe-factor {params.dupe_factor:q} --seed {params.seed:q} --chunk-sentences {params.chunk_sentences:q}"
+        " --num-proc {threads} > {log:q} 2>&1"

@@ -23,7 +23,7 @@ rule vocab_base:
     conda:
         CONDA_ENV
     shell:
-        "python {input.script} base --base {params.base:q} {params.case} --out {params.out_dir:q} > {log} 2>&1"
+        "python {input.script:q} base --base {params.base:q} {params.case:q} --out {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule vocab_extended:
@@ -48,9 +48,9 @@ rule vocab_extended:
     conda:
         CONDA_ENV
     shell:
-        "RAYON_NUM_THREADS={threads} python {input.script} extended --corpus {input.corpus:q} --base {params.base:q}"
-        " --ext-size {params.ext_size} --total-size {params.total_size} --min-frequency {params.min_frequency}"
-        " {params.case} --out {params.out_dir:q} > {log} 2>&1"
+        "RAYON_NUM_THREADS={threads} python {input.script:q} extended --corpus {input.corpus:q} --base {params.base:q}"
+        " --ext-size {params.ext_size:q} --total-size {params.total_size:q} --min-frequency {params.min_frequency:q}"
+        " {params.case:q} --out {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule vocab_domain:
@@ -73,6 +73,6 @@ rule vocab_domain:
     conda:
         CONDA_ENV
     shell:
-        "RAYON_NUM_THREADS={threads} python {input.script} domain --corpus {input.corpus:q}"
-        " --domain-size {params.size} --min-frequency {params.min_frequency}"
-        " {params.case} --out {params.out_dir:q} > {log} 2>&1"
+        "RAYON_NUM_THREADS={threads} python {input.script:q} domain --corpus {input.corpus:q}"
+        " --domain-size {params.size:q} --min-frequency {params.min_frequency:q}"
+        " {params.case:q} --out {params.out_dir:q} > {log:q} 2>&1"

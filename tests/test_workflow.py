@@ -46,9 +46,10 @@ def test_paper_config_plans_every_run(tmp_path):
     out = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert out.returncode == 0, out.stderr
     counts = dict(line.split()[:2] for line in out.stdout.splitlines() if line.split()[:1]
-                  and line.split()[0] in {"adapt", "distill", "edad", "ner_data", "pretrain_data", "corpus"})
+                  and line.split()[0] in {"adapt", "distill", "edad", "ner_data", "pretrain_data", "corpus",
+                                          "adapt_repeat", "distill_repeat", "edad_repeat"})
     assert counts == {"corpus": "1", "ner_data": "3", "pretrain_data": "3", "adapt": "3", "distill": "4",
-                      "edad": "7"}
+                      "edad": "7", "adapt_repeat": "6", "distill_repeat": "8", "edad_repeat": "14"}  # 3 timing runs
 
 
 def test_bad_config_is_rejected_naming_the_key(tmp_path):
@@ -57,6 +58,10 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path):
     out = snakemake(tmp_path, "-n", "--configfile", str(bad))
     assert out.returncode != 0
     assert "batch_size" in out.stdout + out.stderr
+    bad.write_text("vocab:\n  total_size: 30000\n")  # valid alone, but not base (30522) + ext_size (300)
+    out = snakemake(tmp_path, "-n", "--configfile", str(SMOKE), str(bad))
+    assert out.returncode != 0
+    assert "vocab.total_size (30000) != the vocab of models.teacher.base" in out.stdout + out.stderr
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,7 @@ def smoke(tmp_path_factory):
 
 
 def test_smoke_dag_outputs(smoke):
-    _, results = smoke
+    workdir, results = smoke
     for dataset in ("BC5CDR-IOB", "BioNLP09-IOB", "NCBI-disease-IOB"):
         assert (results / "ner" / dataset / "labels.json").is_file()
     base = (results / "vocab" / "base" / "vocab.txt").read_text().splitlines()
@@ -78,6 +83,11 @@ def test_smoke_dag_outputs(smoke):
     for run in RUNS:
         assert (results / "train" / run / "train_summary.json").is_file(), run
         assert (results / "train" / run / "metrics.jsonl").is_file(), run
+        repeat = results / "timing" / run / "repeat1"  # smoke: train.timing_repeats 2
+        assert json.loads((repeat / "train_summary.json").read_text())["steps"] == 3, run
+        assert not [p for p in repeat.iterdir() if p.is_dir()], run  # a timing repeat saves no model
+        assert not list((workdir / "work" / "smoke" / "timing" / run / "repeat1").glob("checkpoint-*")), run
+        assert list((workdir / "work" / "smoke" / "train" / run).glob("checkpoint-*")), run  # keep_final_checkpoint
 
 
 def test_smoke_models_load_and_exbert_originals_stay_frozen(smoke):
