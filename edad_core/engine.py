@@ -178,7 +178,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: no weight decay on biases and normalisation-layer weights (tied params counted once)."""
+    """Optimizer groups: no weight decay on biases and normalisation-layer weights (tied params counted once)."""
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
