@@ -106,6 +106,10 @@ def edad(pipe, cfg: TrainConfig, schedule: str = "linear", data: str = "ext") ->
     return run_edad(schedule, pipe.base, TEACHER_EXT, STUDENT, pipe.data[data], pipe.tok["ext"], cfg, MLM_PROBABILITY)
 
 
+def distill(pipe, teacher: str, cfg: TrainConfig) -> dict:
+    return run_distill(teacher, STUDENT, pipe.data["base"], pipe.tok["base"], cfg)
+
+
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -322,7 +326,7 @@ def test_a_gd_step_equals_the_reference_one(pipe, dropout_teacher, tmp_path, mon
     cfg = train_config(tmp_path, max_steps=1, batch_size=4, per_device_batch_size=4, lr=1e-3, weight_decay=0.01,
                        optimizer="bert_adam", adam_eps=1e-6, clip_mode="per_tensor", max_grad_norm=1.0,
                        frozen_mode=frozen_mode, pad_to_max_length=True)
-    run_distill(dropout_teacher, STUDENT, pipe.data["base"], pipe.tok["base"], cfg)
+    distill(pipe, dropout_teacher, cfg)
     assert seen["training"] is (frozen_mode == "train")
     assert seen["width"] == MAX_SEQ_LENGTH
     summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
