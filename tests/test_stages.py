@@ -88,6 +88,12 @@ def pipe(tmp_path_factory, mirror, minilm):
     data["small"] = root / "data-small"
     assert create_examples(small_corpus, tokenizers["ext"], data["small"], max_seq_length=MAX_SEQ_LENGTH)[
         "n_examples"] < 20
+    # two-sentence documents of short sentences: examples end before max_seq_length, so padding matters
+    short = [line for line in corpus.read_text().splitlines() if line and len(line.split()) <= 8]
+    short_corpus = root / "corpus-short.txt"
+    short_corpus.write_text("\n\n".join("\n".join(short[i : i + 2]) for i in range(0, len(short) - 1, 2)))
+    data["short"] = root / "data-short"
+    create_examples(short_corpus, tokenizers["base"], data["short"], max_seq_length=MAX_SEQ_LENGTH)
     return SimpleNamespace(base=str(base), tok=tokenizers, data=data)
 
 
@@ -106,8 +112,8 @@ def edad(pipe, cfg: TrainConfig, schedule: str = "linear", data: str = "ext") ->
     return run_edad(schedule, pipe.base, TEACHER_EXT, STUDENT, pipe.data[data], pipe.tok["ext"], cfg, MLM_PROBABILITY)
 
 
-def distill(pipe, teacher: str, cfg: TrainConfig) -> dict:
-    return run_distill(teacher, STUDENT, pipe.data["base"], pipe.tok["base"], cfg)
+def distill(pipe, teacher: str, cfg: TrainConfig, data: str = "base") -> dict:
+    return run_distill(teacher, STUDENT, pipe.data[data], pipe.tok["base"], cfg)
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -313,8 +319,8 @@ def dropout_teacher(pipe, tmp_path_factory) -> str:
 @pytest.mark.parametrize("frozen_mode", ["train", "eval"])
 def test_a_gd_step_equals_the_reference_one(pipe, dropout_teacher, tmp_path, monkeypatch, frozen_mode):
     """One GD step under the paper's choices (BertAdam, per-tensor clipping, batches padded to max_seq_length)
-    against a hand computation: the teacher in the configured mode under no_grad, TinyBERT's loss loop, and
-    BertAdam's first update written out."""
+    against a hand computation: the teacher in the configured mode under no_grad, TinyBERT's loss loop on the
+    reference's padding, and BertAdam's first update written out."""
     seen, step_fn = {}, DistillStep.__call__
 
     def recording_step(self, models, batch, ctx):
@@ -326,7 +332,7 @@ def test_a_gd_step_equals_the_reference_one(pipe, dropout_teacher, tmp_path, mon
     cfg = train_config(tmp_path, max_steps=1, batch_size=4, per_device_batch_size=4, lr=1e-3, weight_decay=0.01,
                        optimizer="bert_adam", adam_eps=1e-6, clip_mode="per_tensor", max_grad_norm=1.0,
                        frozen_mode=frozen_mode, pad_to_max_length=True)
-    distill(pipe, dropout_teacher, cfg)
+    distill(pipe, dropout_teacher, cfg, data="short")
     assert seen["training"] is (frozen_mode == "train")
     assert seen["width"] == MAX_SEQ_LENGTH
     summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
@@ -338,8 +344,10 @@ def test_a_gd_step_equals_the_reference_one(pipe, dropout_teacher, tmp_path, mon
     teacher = load_teacher_encoder(dropout_teacher).train(frozen_mode == "train")
     init = DistillationStudent(build_student(STUDENT, teacher.config, ExBertModel), teacher.config)
     student, proj = init.student.train(), init.tiny.proj
-    dataset = PretrainingDataset(pipe.data["base"])
-    batch = reference_pad([dataset[int(i)] for i in epoch_batches(len(dataset), 4, cfg.seed, 0)[0]])
+    dataset = PretrainingDataset(pipe.data["short"])
+    examples = [dataset[int(i)] for i in epoch_batches(len(dataset), 4, cfg.seed, 0)[0]]
+    assert max(len(e["input_ids"]) for e in examples) < MAX_SEQ_LENGTH  # dynamic padding would be narrower
+    batch = reference_pad(examples)
     torch.set_rng_state(seen["rng"])
     with torch.no_grad():
         teacher_out = teacher(**batch, output_hidden_states=True, output_attention_scores=[2, 4])
