@@ -10,10 +10,12 @@ Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or
 
   Leaving the `with` block waits for every rank (so none exits while rank 0 writes) and destroys the process
   group (`engine.close()` does the same). Attributes: total_steps, steps_per_epoch, accum, precision, dist, is_main.
-- `models`: every module taking part. `trainable` names get an AdamW (no weight decay on biases and norm-layer
-  weights; only params with requires_grad) and an LR scheduler each, and are wrapped in DistributedDataParallel
-  when world_size > 1. A module with trainable state used inside a loss (e.g. TinyBERT's projection) is a
-  trainable model of its own. The other models are frozen: eval mode, requires_grad off, no DDP.
+- `models`: every module taking part. `trainable` names get an optimizer (cfg.optimizer: torch's AdamW or
+  BERT's BertAdam of edad_core.optim; no weight decay on biases and norm-layer weights; only params with
+  requires_grad) and an LR scheduler each, and are wrapped in DistributedDataParallel when world_size > 1. A
+  module with trainable state used inside a loss (e.g. TinyBERT's projection) is a trainable model of its own.
+  The other models are frozen: requires_grad off, no DDP, in eval mode or, with cfg.frozen_mode "train", in
+  train mode (dropout on, as TinyBERT's GD runs its teacher; call them under no_grad).
 - `step_fn(models, batch, ctx) -> (losses, metrics)`: `models` holds the (possibly DDP-wrapped) modules: call
   them, and use `unwrap(m)` for attributes. `batch` is collate_fn's dict, moved to the device; randomness must
   come from `ctx.generator` (or torch's global RNG, e.g. dropout), never from collate_fn. `losses`: named scalar
@@ -35,11 +37,12 @@ Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or
   states), rng-<rank>.pt (python, numpy, torch, CUDA and ctx-generator states of each rank) and state.json
   (data position, counters, logging accumulators). All load with torch.load(weights_only=True). train() resumes
   from the newest complete checkpoint; on CPU a resumed run is bit-identical to an uninterrupted one. Changing
-  batch_size, seed, group_by_length or the dataset size in between is an error; another world size resumes with
-  fresh random streams (a warning).
+  batch_size, seed, group_by_length, optimizer or the dataset size in between is an error; another world size
+  resumes with fresh random streams (a warning).
 - Optimisation: lr_schedule "constant", or "linear_warmup" (ceil(warmup_ratio x total_steps) warmup steps, then
-  linear decay to 0); gradients clipped per model (after GradScaler's unscale); precision "auto" = bf16 autocast
-  on GPUs that support it, else fp16 autocast + GradScaler on GPU, fp32 on CPU.
+  linear decay to 0); gradients clipped (after GradScaler's unscale) to max_grad_norm per model (clip_mode
+  "global") or per parameter tensor ("per_tensor", BERT's); precision "auto" = bf16 autocast on GPUs that
+  support it, else fp16 autocast + GradScaler on GPU, fp32 on CPU.
 - A non-finite loss on any rank raises NonFiniteLossError before the optimizer step: no checkpoint of the bad
   state is written.
 - Logs: every log_every steps rank 0 appends a line to work_dir/metrics.jsonl (step = optimizer steps done,
@@ -47,7 +50,8 @@ Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or
   tokens = attention_mask sum, else input_ids elements, else 0). The log lives in work_dir so that it survives a
   failed job; at the end it is copied to output_dir/metrics.jsonl next to output_dir/train_summary.json
   (train_seconds = synchronised training-loop time summed over resumed segments, checkpoint writing excluded;
-  steps, tokens, examples, params per model, world_size, precision, batch sizes). Only rank 0 writes files.
+  steps, tokens, examples, params per model, world_size, precision, batch sizes, and `choices`: the settings of
+  CHOICE_KEYS). Only rank 0 writes files.
 """
 
 import contextlib
@@ -70,19 +74,29 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.nn.utils import clip_grad_norm_
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
 from edad_core.distributed import barrier, destroy_distributed, init_distributed, synchronize
+from edad_core.optim import BertAdam, clip_grad_norm_per_tensor_
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear_warmup")
+OPTIMIZERS = ("adamw", "bert_adam")
+CLIP_MODES = ("global", "per_tensor")
+FROZEN_MODES = ("eval", "train")
+# The choices where the reference code and a faster run may differ (docs/design.md decision 8): recorded in
+# train_summary.json
+CHOICE_KEYS = ("optimizer", "adam_eps", "weight_decay", "max_grad_norm", "clip_mode", "frozen_mode",
+               "group_by_length", "pad_to_max_length")
 MEGABATCH = 50  # global batches per length-sorted chunk (group_by_length)
 KEEP_CHECKPOINTS = 2
 NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.modules.batchnorm._NormBase)
-# Settings that fix which examples form each global batch: a checkpoint is only valid if they did not change.
-DATA_KEYS = ("batch_size", "seed", "group_by_length")
+# Settings a checkpoint depends on (which examples form each global batch; the optimizer's state): a checkpoint is
+# only valid if they did not change.
+DATA_KEYS = ("batch_size", "seed", "group_by_length", "optimizer")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -101,13 +115,18 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    optimizer: str = "adamw"  # adamw: torch's AdamW; bert_adam: BERT's (no bias correction, edad_core.optim)
+    adam_eps: float = 1e-8
     max_grad_norm: float | None = 1.0
+    clip_mode: str = "global"  # global: one norm over each model's gradients; per_tensor: each tensor alone (BERT)
+    frozen_mode: str = "eval"  # mode of the non-trainable models (train: dropout on; no gradient either way)
     precision: str = "auto"
     checkpoint_every: int = 1000
     log_every: int = 50
     seed: int = 42
     num_workers: int = 0
     group_by_length: bool = False
+    pad_to_max_length: bool = False  # read by the collate of edad_core.stages: every batch padded to the data's max
     keep_final_checkpoint: bool = True  # False: a finished run removes all its checkpoints (a rerun starts over)
 
     def __post_init__(self):
@@ -121,7 +140,11 @@ class TrainConfig:
             ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+            ("adam_eps", self.adam_eps > 0, "> 0"),
             ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "null or > 0"),
+            ("clip_mode", self.clip_mode in CLIP_MODES, f"one of {CLIP_MODES}"),
+            ("frozen_mode", self.frozen_mode in FROZEN_MODES, f"one of {FROZEN_MODES}"),
             ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
             ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"),
             ("log_every", self.log_every >= 1, ">= 1"),
@@ -157,7 +180,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: no weight decay on biases and normalisation-layer weights (tied params counted once)."""
+    """Optimizer groups: no weight decay on biases and normalisation-layer weights (tied params counted once)."""
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -166,6 +189,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
                 (no_decay if name.endswith("bias") or isinstance(module, NORM_LAYERS) else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+def make_optimizer(name: str, groups: list[dict], lr: float, eps: float) -> torch.optim.Optimizer:
+    if name == "bert_adam":
+        return BertAdam(groups, lr=lr, eps=eps)
+    return torch.optim.AdamW(groups, lr=lr, eps=eps)
 
 
 def make_scheduler(optimizer, schedule: str, warmup_ratio: float, total_steps: int):
@@ -322,14 +351,14 @@ class Engine:
                     device_ids = [d.device.index] if d.device.type == "cuda" else None
                     model = DistributedDataParallel(model, device_ids=device_ids)
             else:
-                model.eval().requires_grad_(False)
+                model.train(cfg.frozen_mode == "train").requires_grad_(False)
             self.models[name] = model
         self.optimizers, self.schedulers, self.opt_params = {}, {}, {}
         for name in trainable:
             groups = param_groups(self.unwrap(name), cfg.weight_decay)
             if not groups:
                 raise ValueError(f"trainable model {name!r} has no parameters with requires_grad")
-            self.optimizers[name] = opt = torch.optim.AdamW(groups, lr=lrs[name])
+            self.optimizers[name] = opt = make_optimizer(cfg.optimizer, groups, lrs[name], cfg.adam_eps)
             self.schedulers[name] = make_scheduler(opt, cfg.lr_schedule, cfg.warmup_ratio, self.total_steps)
             self.opt_params[name] = [p for g in groups for p in g["params"]]
         self.scaler = torch.amp.GradScaler(d.device.type, enabled=self.precision == "fp16")
@@ -415,6 +444,7 @@ class Engine:
             "per_device_batch_size": cfg.per_device_batch_size,
             "grad_accum_steps": self.accum,
             "params": self.params,
+            "choices": {k: getattr(cfg, k) for k in CHOICE_KEYS},
         }
         if d.is_main:
             out = Path(cfg.output_dir)
@@ -480,7 +510,8 @@ class Engine:
         for name, opt in self.optimizers.items():
             if self.cfg.max_grad_norm is not None:
                 self.scaler.unscale_(opt)  # clip the true gradients
-                torch.nn.utils.clip_grad_norm_(self.opt_params[name], self.cfg.max_grad_norm)
+                clip = clip_grad_norm_per_tensor_ if self.cfg.clip_mode == "per_tensor" else clip_grad_norm_
+                clip(self.opt_params[name], self.cfg.max_grad_norm)
             self.scaler.step(opt)
         self.scaler.update()
         lrs = {}
@@ -569,9 +600,9 @@ class Engine:
         ckpt = found[-1][1]
         state = json.loads((ckpt / "state.json").read_text())
         for key, value in self.data_settings().items():
-            if state["data"][key] != value:
+            if state["data"].get(key) != value:
                 name = f"train.{key}" if key in DATA_KEYS else "the dataset size"
-                raise ValueError(f"{ckpt} was written with {name} = {state['data'][key]}, now {value}: restore it, "
+                raise ValueError(f"{ckpt} was written with {name} = {state['data'].get(key)}, now {value}: restore it, "
                                  f"or delete {work} to start over")
         device = self.dist.device
         for name in self.trainable:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoTokenizer
 
@@ -304,15 +305,23 @@ class PretrainingDataset(torch.utils.data.Dataset):
         return np.diff(self._open()["offsets"])
 
 
-def pad_collate(examples: list[dict], pad_token_id: int = 0) -> dict:
-    """Pad a list of PretrainingDataset items to the longest one of the batch."""
+def pad_collate(examples: list[dict], pad_token_id: int = 0, pad_to: int | None = None) -> dict:
+    """Pad a list of PretrainingDataset items to the longest one of the batch, or to `pad_to` tokens (the reference
+    code pads every example to max_seq_length; TinyBERT's terms average over the padded positions too)."""
     ids = [e["input_ids"] for e in examples]
     lengths = torch.tensor([len(x) for x in ids])
-    input_ids = pad_sequence(ids, batch_first=True, padding_value=pad_token_id)
+    width = int(lengths.max()) if pad_to is None else pad_to
+    if width < lengths.max():
+        raise ValueError(f"pad_collate: an example has {int(lengths.max())} tokens, more than pad_to = {pad_to}")
+
+    def pad(sequences, value):
+        return F.pad(pad_sequence(sequences, batch_first=True, padding_value=value),
+                     (0, width - int(lengths.max())), value=value)
+
     return {
-        "input_ids": input_ids,
-        "attention_mask": (torch.arange(input_ids.shape[1]) < lengths[:, None]).long(),
-        "token_type_ids": pad_sequence([e["token_type_ids"] for e in examples], batch_first=True, padding_value=0),
+        "input_ids": pad(ids, pad_token_id),
+        "attention_mask": (torch.arange(width) < lengths[:, None]).long(),
+        "token_type_ids": pad([e["token_type_ids"] for e in examples], 0),
         "next_sentence_label": torch.tensor([e["next_sentence_label"] for e in examples], dtype=torch.long),
     }
 

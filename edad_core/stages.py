@@ -3,8 +3,8 @@
 - ``adapt``: continue MLM + NSP on the domain corpus. ``biobert`` = all weights of the base BERT (same vocab),
   ``scibert`` = BERT-base shape from random init with the domain-only vocab, ``exbert`` = base BERT plus the
   extension (extended vocab), originals frozen.
-- ``distill``: TinyBERT general distillation from a teacher (eval mode, no grad) into a randomly initialised
-  student, extended when the teacher is.
+- ``distill``: TinyBERT general distillation from a teacher (no grad; in train mode, dropout on, as TinyBERT's
+  code runs it, with train.frozen_mode "train") into a randomly initialised student, extended when the teacher is.
 - ``edad``: teacher adaptation and distillation in the same step on the same batch; one teacher forward feeds
   both the teacher's MLM + NSP loss and the student's targets (taken before the teacher's update). Student loss
   ``(1 - alpha) * (MLM + NSP) + alpha * L_Tiny`` with alpha from a named schedule.
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -145,7 +146,8 @@ class AdaptStep:
 
 @dataclass
 class DistillStep:
-    """TinyBERT GD: unmasked text; the teacher is frozen (the engine keeps it in eval mode)."""
+    """TinyBERT GD: unmasked text; the teacher is frozen (no gradient; the engine sets its mode from
+    train.frozen_mode)."""
 
     teacher_layers: list[int]
 
@@ -226,7 +228,10 @@ def _train(run: dict, train: TrainConfig, models: dict[str, nn.Module], trainabl
     its tokenizer (rank 0). The work folder's fingerprint is the run description itself (without the keys
     that do not change what is computed) plus the data and vocab it reads."""
     dataset = _dataset(data_dir, models["teacher"].config.total_vocab_size)  # every model shares its vocab
-    with Engine(train, models, trainable, dataset, pad_collate, step_fn, lengths=dataset.lengths) as engine:
+    # the reference pads every batch to max_seq_length, which sets the scale of TinyBERT's terms (decision 8)
+    pad_to = dataset.meta["settings"]["max_seq_length"] if train.pad_to_max_length else None
+    collate = functools.partial(pad_collate, pad_to=pad_to)
+    with Engine(train, models, trainable, dataset, collate, step_fn, lengths=dataset.lengths) as engine:
         if engine.is_main:
             described = dict(run, train={k: v for k, v in run["train"].items() if k not in RUN_NEUTRAL_KEYS})
             fingerprint = {"run": described, "data": dataset.meta,

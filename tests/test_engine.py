@@ -68,11 +68,13 @@ class Noisy:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])  # fp16 on CPU: GradScaler state is restored too
-def test_resume_after_crash_is_bit_identical(tmp_path, precision):
-    straight, _, _ = run(config(tmp_path / "w1", tmp_path / "o1", precision=precision), Noisy(), dropout=0.2)
+@pytest.mark.parametrize("optimizer", [{}, {"optimizer": "bert_adam", "adam_eps": 1e-6, "clip_mode": "per_tensor"}])
+def test_resume_after_crash_is_bit_identical(tmp_path, precision, optimizer):
+    straight, _, _ = run(config(tmp_path / "w1", tmp_path / "o1", precision=precision, **optimizer), Noisy(),
+                         dropout=0.2)
     assert sorted(p.name for p in (tmp_path / "w1").iterdir() if p.is_dir()) == ["checkpoint-12"]  # a finished run
 
-    cfg = config(tmp_path / "w2", tmp_path / "o2", precision=precision)
+    cfg = config(tmp_path / "w2", tmp_path / "o2", precision=precision, **optimizer)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(cfg, Noisy(crash_at=7), dropout=0.2)
     assert [p.name for p in (tmp_path / "w2").iterdir() if p.is_dir()] == ["checkpoint-5"]
@@ -226,9 +228,14 @@ def test_bad_settings_name_their_keys(tmp_path):
         run(config(tmp_path, tmp_path, lr={"net": 1e-3}))
     with pytest.raises(ValueError, match=r"train\.precision = 'fp8'"):
         config(tmp_path, tmp_path, precision="fp8")
+    for key, value in (("optimizer", "adam"), ("clip_mode", "layer"), ("frozen_mode", "off"), ("adam_eps", 0)):
+        with pytest.raises(ValueError, match=rf"train\.{key} = {value!r}: must be"):
+            config(tmp_path, tmp_path, **{key: value})
     run(config(tmp_path / "w", tmp_path / "o", max_steps=2))
     with pytest.raises(ValueError, match=r"checkpoint-2 was written with train\.batch_size = 8, now 4"):
         run(config(tmp_path / "w", tmp_path / "o", max_steps=2, batch_size=4))
+    with pytest.raises(ValueError, match=r"checkpoint-2 was written with train\.optimizer = adamw, now bert_adam"):
+        run(config(tmp_path / "w", tmp_path / "o", max_steps=2, optimizer="bert_adam"))
     state_file = tmp_path / "w" / "checkpoint-2" / "state.json"
     state_file.write_text(json.dumps({**json.loads(state_file.read_text()), "world_size": 4}))
     with pytest.warns(UserWarning, match="another number of processes"):  # resumable, without its RNG streams
@@ -279,7 +286,10 @@ def test_step_counts_logs_and_summary(tmp_path):
         "tokens": sum(data.lengths[i] for i in data.loaded), "world_size": 1, "precision": "fp32",
         "batch_size": 8, "per_device_batch_size": 4, "grad_accum_steps": 2,
         "params": {"net": {"total": 129, "trainable": 129}, "aux": {"total": 129, "trainable": 129},
-                   "frozen": {"total": 20, "trainable": 0}}}
+                   "frozen": {"total": 20, "trainable": 0}},
+        "choices": {"optimizer": "adamw", "adam_eps": 1e-8, "weight_decay": 0.01, "max_grad_norm": 1.0,
+                    "clip_mode": "global", "frozen_mode": "eval", "group_by_length": False,
+                    "pad_to_max_length": False}}
     assert summary["train_seconds"] > 0 and sum(p.numel() for p in models["net"].parameters()) == 129
     assert len(data.loaded) == 80
     assert json.loads((tmp_path / "o" / "train_summary.json").read_text()) == summary

@@ -287,6 +287,13 @@ def test_pad_collate():
     assert batch["next_sentence_label"].tolist() == [1, 0, 0]
     assert all(v.dtype == torch.long for v in batch.values())
 
+    padded = pad_collate(examples, pad_token_id=0, pad_to=10)  # the reference's fixed width
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert padded[key].tolist() == [row + [0, 0] for row in batch[key].tolist()], key
+    assert all(v.dtype == torch.long for v in padded.values())
+    with pytest.raises(ValueError, match="8 tokens, more than pad_to = 7"):
+        pad_collate(examples, pad_to=7)
+
 
 @pytest.fixture(scope="module")
 def masking_batch():

@@ -2,6 +2,7 @@
 examples -> a random 4-layer BERT as base): what adaptation trains and saves, EDAD's student gradient against
 TinyBERT GD's, EDAD lowering both losses, stage-level resume after a crash, and the configuration errors."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ from transformers import AutoModelForPreTraining, AutoTokenizer, BertConfig, Ber
 
 from edad_core import stages
 from edad_core.corpus import build_corpus
-from edad_core.engine import TrainConfig
+from edad_core.engine import TrainConfig, epoch_batches
 from edad_core.losses import distilled_teacher_layers
 from edad_core.modeling import ExBertForPreTraining, ExBertModel
 from edad_core.pretrain_data import MlmMasker, PretrainingDataset, create_examples, pad_collate
@@ -26,12 +27,15 @@ from edad_core.stages import (
     EdadStep,
     build_adapt_teacher,
     build_student,
+    load_teacher_encoder,
     run_adapt,
+    run_distill,
     run_edad,
 )
 from edad_core.vocab import build_base_vocab, build_domain_only_vocab, build_extended_vocab
 
 CRAFT_ARTICLES = ("11597317", "11897010", "11604102")  # three short articles, ~7.8k words
+MAX_SEQ_LENGTH = 32
 BASE_VOCAB, EXT_SIZE, DOMAIN_SIZE = 30522, 100, 500
 TEACHER_LAYERS = 4
 TEACHER_EXT = {"ext_hidden_size": 24, "ext_intermediate_size": 32, "ext_num_attention_heads": 12}
@@ -77,13 +81,20 @@ def pipe(tmp_path_factory, mirror, minilm):
     }
     data = {name: root / f"data-{name}" for name in tokenizers}
     for name, tok in tokenizers.items():
-        create_examples(corpus, tok, data[name], max_seq_length=32)
+        create_examples(corpus, tok, data[name], max_seq_length=MAX_SEQ_LENGTH)
     # a handful of examples (the first 10 sentences of two documents) that a few epochs can overfit
     small_corpus = root / "corpus-small.txt"
     documents = corpus.read_text().split("\n\n")[:2]
     small_corpus.write_text("\n\n".join("\n".join(doc.splitlines()[:10]) for doc in documents))
     data["small"] = root / "data-small"
-    assert create_examples(small_corpus, tokenizers["ext"], data["small"], max_seq_length=32)["n_examples"] < 20
+    assert create_examples(small_corpus, tokenizers["ext"], data["small"], max_seq_length=MAX_SEQ_LENGTH)[
+        "n_examples"] < 20
+    # two-sentence documents of short sentences: examples end before max_seq_length, so padding matters
+    short = [line for line in corpus.read_text().splitlines() if line and len(line.split()) <= 8]
+    short_corpus = root / "corpus-short.txt"
+    short_corpus.write_text("\n\n".join("\n".join(short[i : i + 2]) for i in range(0, len(short) - 1, 2)))
+    data["short"] = root / "data-short"
+    create_examples(short_corpus, tokenizers["base"], data["short"], max_seq_length=MAX_SEQ_LENGTH)
     return SimpleNamespace(base=str(base), tok=tokenizers, data=data)
 
 
@@ -93,16 +104,26 @@ def train_config(folder: Path, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
+def settings(cfg: TrainConfig) -> dict:
+    """The run description's `train` part, as rules/common.smk builds it: TrainConfig's fields but the folders."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("output_dir", "work_dir")}
+
+
 def adapt(pipe, method: str, vocab: str, cfg: TrainConfig) -> dict:
     run = {"stage": "adapt", "method": method, "teacher": {"base": pipe.base, **TEACHER_EXT},
-           "mlm_probability": MLM_PROBABILITY, "train": {}}
+           "mlm_probability": MLM_PROBABILITY, "train": settings(cfg)}
     return run_adapt(run, cfg, pipe.data[vocab], pipe.tok[vocab])
 
 
 def edad(pipe, cfg: TrainConfig, schedule: str = "linear", data: str = "ext") -> dict:
     run = {"stage": "edad", "schedule": schedule, "teacher": {"base": pipe.base, **TEACHER_EXT}, "student": STUDENT,
-           "mlm_probability": MLM_PROBABILITY, "train": {}}
+           "mlm_probability": MLM_PROBABILITY, "train": settings(cfg)}
     return run_edad(run, cfg, pipe.data[data], pipe.tok["ext"])
+
+
+def distill(pipe, teacher: str, cfg: TrainConfig, data: str = "base") -> dict:
+    run = {"stage": "distill", "teacher_model": teacher, "student": STUDENT, "train": settings(cfg)}
+    return run_distill(run, cfg, pipe.data[data], pipe.tok["base"])
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -197,7 +218,8 @@ def objectives(pipe):
     batch = pad_collate([dataset[i] for i in range(4)])
     masker = MlmMasker.from_tokenizer_dir(pipe.tok["ext"], MLM_PROBABILITY)
     return SimpleNamespace(teacher=teacher, student=student, gd=gd, batch=batch, masker=masker,
-                           layers=distilled_teacher_layers(STUDENT["num_hidden_layers"], TEACHER_LAYERS))
+                           layers=distilled_teacher_layers(STUDENT["num_hidden_layers"], TEACHER_LAYERS),
+                           data_dir=pipe.data["ext"])
 
 
 def ctx(step: int, seed: int = 7) -> SimpleNamespace:
@@ -263,6 +285,123 @@ def test_edad_at_alpha_0_gives_the_projection_no_gradient(objectives):
     assert not any(g.any() for g in projection.values())
     assert grads["student"]["embeddings.word_embeddings.weight"].any()  # MLM + NSP train the student
     assert grads["heads"]["seq_relationship.weight"].any()
+
+
+# --------------------------------------------------------------------------------------------- the reference's GD
+def reference_pad(examples: list[dict]) -> dict:
+    """Every example padded to max_seq_length, as the reference's feature conversion does (ids + [0] * n)."""
+    def pad(values):
+        return torch.tensor([v.tolist() + [0] * (MAX_SEQ_LENGTH - len(v)) for v in values])
+
+    return {"input_ids": pad([e["input_ids"] for e in examples]),
+            "token_type_ids": pad([e["token_type_ids"] for e in examples]),
+            "attention_mask": pad([torch.ones_like(e["input_ids"]) for e in examples])}
+
+
+def reference_tinybert_loss(student_out, teacher_out, proj: torch.nn.Linear) -> torch.Tensor:
+    """TinyBERT's general_distill.py: teacher layer k(m+1) for student layer m (0-based), MSE of the scores with
+    entries <= -100 zeroed, MSE of the projected student reps against teacher reps 0, k, 2k, ... (embeddings
+    first), summed."""
+    mse = torch.nn.MSELoss()
+    student_atts = [student_out.attention_scores[m] for m in sorted(student_out.attention_scores)]
+    teacher_atts = [teacher_out.attention_scores[t] for t in sorted(teacher_out.attention_scores)]
+    k = (len(teacher_out.hidden_states) - 1) // len(student_atts)
+    att_loss = 0.0
+    for student_att, teacher_att in zip(student_atts, teacher_atts):
+        student_att = torch.where(student_att <= -1e2, torch.zeros_like(student_att), student_att)
+        teacher_att = torch.where(teacher_att <= -1e2, torch.zeros_like(teacher_att), teacher_att)
+        att_loss = att_loss + mse(student_att, teacher_att)
+    rep_loss = 0.0
+    for student_rep, teacher_rep in zip(student_out.hidden_states, teacher_out.hidden_states[::k]):
+        rep_loss = rep_loss + mse(proj(student_rep), teacher_rep)
+    return att_loss + rep_loss
+
+
+@pytest.fixture(scope="module")
+def dropout_teacher(pipe, tmp_path_factory) -> str:
+    """The tiny base BERT with BERT's dropout (0.1), so that the GD teacher's mode changes its targets."""
+    folder = tmp_path_factory.mktemp("dropout-teacher")
+    BertForPreTraining.from_pretrained(pipe.base, hidden_dropout_prob=0.1,
+                                       attention_probs_dropout_prob=0.1).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("frozen_mode", ["train", "eval"])
+def test_a_gd_step_equals_the_reference_one(pipe, dropout_teacher, tmp_path, monkeypatch, frozen_mode):
+    """One GD step under the paper's choices (BertAdam, per-tensor clipping, batches padded to max_seq_length)
+    against a hand computation: the teacher in the configured mode under no_grad, TinyBERT's loss loop on the
+    reference's padding, and BertAdam's first update written out."""
+    seen, step_fn = {}, DistillStep.__call__
+
+    def recording_step(self, models, batch, ctx):
+        seen.update(training=models["teacher"].training, width=batch["input_ids"].shape[1],
+                    rng=torch.get_rng_state())  # dropout draws from the global RNG
+        return step_fn(self, models, batch, ctx)
+
+    monkeypatch.setattr(DistillStep, "__call__", recording_step)
+    cfg = train_config(tmp_path, max_steps=1, batch_size=4, per_device_batch_size=4, lr=1e-3, weight_decay=0.01,
+                       optimizer="bert_adam", adam_eps=1e-6, clip_mode="per_tensor", max_grad_norm=1.0,
+                       frozen_mode=frozen_mode, pad_to_max_length=True)
+    distill(pipe, dropout_teacher, cfg, data="short")
+    assert seen["training"] is (frozen_mode == "train")
+    assert seen["width"] == MAX_SEQ_LENGTH
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    assert summary["choices"]["frozen_mode"] == frozen_mode and summary["choices"]["optimizer"] == "bert_adam"
+    fingerprint = (tmp_path / "work" / "run.json").read_text()  # the checkpoints' claim names every choice
+    assert all(f'"{key}": {json.dumps(value)}' in fingerprint for key, value in summary["choices"].items())
+
+    torch.manual_seed(cfg.seed)  # the fresh weights run_distill made
+    teacher = load_teacher_encoder(dropout_teacher).train(frozen_mode == "train")
+    init = DistillationStudent(build_student(STUDENT, teacher.config, ExBertModel), teacher.config)
+    student, proj = init.student.train(), init.tiny.proj
+    dataset = PretrainingDataset(pipe.data["short"])
+    examples = [dataset[int(i)] for i in epoch_batches(len(dataset), 4, cfg.seed, 0)[0]]
+    assert max(len(e["input_ids"]) for e in examples) < MAX_SEQ_LENGTH  # dynamic padding would be narrower
+    batch = reference_pad(examples)
+    torch.set_rng_state(seen["rng"])
+    with torch.no_grad():
+        teacher_out = teacher(**batch, output_hidden_states=True, output_attention_scores=[2, 4])
+    student_out = student(**batch, output_hidden_states=True, output_attention_scores=[1, 2])
+    loss = reference_tinybert_loss(student_out, teacher_out, proj)
+    loss.backward()
+    if frozen_mode == "train":  # dropout on: other targets than eval mode's
+        eval_out = teacher.eval()(**batch, output_hidden_states=True)
+        assert not torch.allclose(eval_out.hidden_states[-1], teacher_out.hidden_states[-1])
+
+    log = read_log(tmp_path / "out" / "metrics.jsonl")
+    assert log[0]["loss/student"] == pytest.approx(loss.item(), rel=1e-5)
+    trained = dict(ExBertModel.from_pretrained(tmp_path / "out" / "student", add_pooling_layer=False)
+                   .named_parameters())
+    assert trained.keys() == dict(student.named_parameters()).keys()
+    for name, p in student.named_parameters():
+        g = p.grad * min(1.0, 1.0 / (p.grad.norm().item() + 1e-6))  # per tensor, at 1.0
+        m, v = 0.1 * g, 0.001 * g * g  # BertAdam's first step: no bias correction
+        decay = 0.0 if name.endswith("bias") or "LayerNorm" in name else 0.01
+        expected = p.detach() - 1e-3 * (m / (v.sqrt() + 1e-6) + decay * p.detach())
+        torch.testing.assert_close(trained[name], expected, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_padding_to_max_length_puts_tinybert_terms_on_the_reference_scale(objectives):
+    """The data's one short example (most fill max_seq_length): its loss padded to max_seq_length equals the
+    reference loop's; dynamic padding averages over fewer positions and gives another value."""
+    o = objectives
+    dataset = PretrainingDataset(o.data_dir)
+    short = [min((dataset[i] for i in range(len(dataset))), key=lambda e: len(e["input_ids"]))]
+    assert len(short[0]["input_ids"]) < MAX_SEQ_LENGTH - 8
+
+    def parts(batch):  # as DistillStep computes them
+        with torch.no_grad():
+            return DistillStep(o.layers)({"teacher": o.teacher.bert, "student": o.gd}, batch, None)[1]
+
+    padded = parts(pad_collate(short, pad_to=MAX_SEQ_LENGTH))
+    batch = reference_pad(short)
+    with torch.no_grad():
+        expected = reference_tinybert_loss(
+            o.gd.student(**batch, output_hidden_states=True, output_attention_scores=[1, 2]),
+            o.teacher.bert(**batch, output_hidden_states=True, output_attention_scores=o.layers), o.gd.tiny.proj)
+    torch.testing.assert_close(padded["student_tiny"], expected, rtol=1e-5, atol=1e-7)
+    dynamic = parts(pad_collate(short))
+    assert abs(dynamic["student_attn"] / padded["student_attn"] - 1) > 0.05, (dynamic, padded)
 
 
 # --------------------------------------------------------------------------------------------- EDAD runs
