@@ -66,6 +66,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from edad_core.download import fetch, fetch_bytes, mirror_path
+from edad_core.files import atomic_files
 from edad_core.jats import jats_to_text, strip_numeric_citations
 
 log = logging.getLogger(__name__)
@@ -410,21 +411,6 @@ def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = 
 # ----------------------------------------------------------------------------- corpus
 
 
-@contextlib.contextmanager
-def _atomic(*paths: Path):
-    """Temp files beside `paths`, moved over them only when the block succeeds (removed otherwise)."""
-    temps = [p.with_name(f".{p.name}.tmp") for p in paths]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        yield temps
-        for t, p in zip(temps, paths):
-            os.replace(t, p)
-    finally:
-        for t in temps:
-            t.unlink(missing_ok=True)
-
-
 def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | None, mirror=None, cache_dir) -> dict:
     """Write the N-token corpus, its stats and its manifest (see module docstring); returns the stats."""
     if n_tokens is not None and (not isinstance(n_tokens, int) or n_tokens < 1):
@@ -435,7 +421,7 @@ def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | 
     digest = hashlib.sha256()
     outputs = [Path(out_txt), Path(stats_json), Path(manifest_tsv)]
     docs = iter_documents(sources, mirror=mirror, cache_dir=cache_dir, counts=counts)
-    with _atomic(*outputs) as (txt_tmp, stats_tmp, manifest_tmp), contextlib.closing(docs):
+    with atomic_files(*outputs) as (txt_tmp, stats_tmp, manifest_tmp), contextlib.closing(docs):
         with open(txt_tmp, "wb") as out, open(manifest_tmp, "w", encoding="utf-8") as manifest, tqdm(
             total=n_tokens, unit="tok", unit_scale=True, desc="corpus"
         ) as bar:

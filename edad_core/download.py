@@ -8,7 +8,6 @@ listings such as ``?list-type=2&prefix=...`` can be mirrored too. The mirror is 
 (config key ``mirror``), else the environment variable ``EDAD_MIRROR``.
 """
 
-import hashlib
 import http.client
 import importlib.util
 import logging
@@ -23,6 +22,8 @@ import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
+
+from edad_core.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,6 @@ def mirror_path(url: str, mirror: Path) -> Path:
     if parts.query:
         segments.append(urllib.parse.quote(parts.query, safe=""))
     return Path(mirror, parts.netloc, *segments)
-
-
-def sha256_file(path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _check_sha256(path: Path, expected: str | None, what: str) -> None:

@@ -80,6 +80,7 @@ from tqdm import tqdm
 from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
 from edad_core.distributed import barrier, destroy_distributed, init_distributed, synchronize
+from edad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir, fsync_tree
 from edad_core.optim import BertAdam, clip_grad_norm_per_tensor_
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -235,12 +236,6 @@ class MicroBatches:
             for micro in range(e.accum):
                 k = micro * e.dist.world_size + e.dist.rank
                 yield batch[k * b : (k + 1) * b].tolist()
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def rng_state(generator: torch.Generator, device: torch.device) -> dict:
@@ -451,10 +446,8 @@ class Engine:
             out.mkdir(parents=True, exist_ok=True)
             if save_models is not None:
                 save_models()
-            log_copy = out / "metrics.jsonl.tmp"
-            shutil.copyfile(work / "metrics.jsonl", log_copy)
-            os.replace(log_copy, out / "metrics.jsonl")
-            write_json_atomic(out / "train_summary.json", summary)
+            atomic_write_bytes(out / "metrics.jsonl", (work / "metrics.jsonl").read_bytes())
+            atomic_write_json(out / "train_summary.json", summary)
             for _, old in checkpoints(work)[:-1 if cfg.keep_final_checkpoint else None]:
                 shutil.rmtree(old)
         barrier()
@@ -552,9 +545,7 @@ class Engine:
                 break
             if record["step"] <= step:
                 kept.append(line)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     # --- checkpoints --------------------------------------------------------------------------------------
     def seed_all(self, step: int) -> None:
@@ -584,8 +575,10 @@ class Engine:
                         "scaler": self.scaler.state_dict()}, tmp / "trainer.pt")
         barrier()  # every rank's RNG file is in place
         if d.is_main:
-            write_json_atomic(tmp / "state.json", {**state, "world_size": d.world_size, "data": self.data_settings()})
+            atomic_write_json(tmp / "state.json", {**state, "world_size": d.world_size, "data": self.data_settings()})
+            fsync_tree(tmp)  # every byte on disk before the checkpoint becomes visible under its final name
             os.replace(tmp, final)
+            fsync_dir(work)
             for _, old in checkpoints(work)[:-KEEP_CHECKPOINTS]:
                 shutil.rmtree(old)
         barrier()

@@ -4,15 +4,14 @@ validates and writes the three benchmark datasets."""
 
 import json
 import logging
-import os
 import re
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import datasets
 
 from edad_core.download import fetch
+from edad_core.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +94,9 @@ def _first(sentences: list[Sentence], max_sentences: int | None) -> list[Sentenc
     return sentences[:max_sentences]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=path.name, delete=False) as f:
-        f.write(text)
-    os.replace(f.name, path)
-
-
 def write_iob(sentences: list[Sentence], path) -> None:
     """The same format read_iob reads (and the benchmark files use): the file ends with a blank line."""
-    _write_atomic(Path(path), "".join("".join(f"{t}\t{g}\n" for t, g in zip(*s)) + "\n" for s in sentences))
+    atomic_write_text(path, "".join("".join(f"{t}\t{g}\n" for t, g in zip(*s)) + "\n" for s in sentences))
 
 
 def split_stats(sentences: list[Sentence]) -> dict:
@@ -151,5 +143,5 @@ def prepare_ner_dataset(
     out_dir = Path(out_dir)
     for split in splits:
         write_iob(kept[split], out_dir / f"{split}.tsv")
-    _write_atomic(out_dir / "labels.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out_dir / "labels.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoTokenizer
 
-from edad_core.vocab import atomic_dir, corpus_lines
+from edad_core.files import atomic_dir, corpus_lines
 
 log = logging.getLogger(__name__)
 

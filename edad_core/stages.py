@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,9 @@ from torch import nn
 from transformers import AutoConfig, BertConfig
 
 from edad_core.distributed import barrier
-from edad_core.download import resolve_model, sha256_file
+from edad_core.download import resolve_model
 from edad_core.engine import Engine, TrainConfig
+from edad_core.files import atomic_write_text, sha256_file
 from edad_core.losses import TinyBertLoss, distilled_teacher_layers, edad_student_loss, mlm_nsp_loss
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
 from edad_core.pretrain_data import MlmMasker, PretrainingDataset, pad_collate
@@ -216,9 +216,7 @@ def claim_work_dir(work_dir: Path, fingerprint: dict) -> None:
                     "; ".join(changes) or "unreadable run.json")
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, record)
+    atomic_write_text(record, text)
 
 
 def _train(run: dict, train: TrainConfig, models: dict[str, nn.Module], trainable: list[str], data_dir, step_fn,

@@ -15,21 +15,16 @@ tied tokens and differ in a few low-count tokens at the tail (on CRAFT, <0.1% of
 Train once per workflow run; `vocab_stats.json` records the sha256 of the `vocab.txt` that was used.
 """
 
-import hashlib
 import json
 import logging
-import os
-import secrets
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-from tqdm import tqdm
 from transformers import AutoTokenizer, BertTokenizer
 
 from edad_core.download import resolve_model
+from edad_core.files import atomic_dir, corpus_lines, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -37,48 +32,6 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 MODEL_MAX_LENGTH = 512  # BERT's position embeddings
 MAX_TRAIN_ROUNDS = 4  # trainings of a growing domain vocab before giving up on ext_size new tokens
 N_EXAMPLES = 30  # tokens listed in vocab_stats.json
-
-
-def corpus_lines(path, hasher=None) -> Iterator[tuple[int, str]]:
-    """(line number, text without the newline) of a UTF-8 file, with a byte progress bar; `hasher` (a hashlib
-    object) is fed the raw bytes so callers can checksum the file in the same pass."""
-    path = Path(path)
-    with open(path, "rb") as f, tqdm(
-        total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, mininterval=5
-    ) as bar:
-        done = 0
-        for lineno, raw in enumerate(f, 1):
-            if hasher is not None:
-                hasher.update(raw)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-            if lineno % 8192 == 0:
-                bar.update(f.tell() - done)
-                done = f.tell()
-            yield lineno, text.rstrip("\r\n")
-        bar.update(bar.total - done)
-
-
-@contextmanager
-def atomic_dir(out_dir):
-    """Yield a new temp folder beside `out_dir`; on success it replaces `out_dir`, on error it is deleted, so a
-    failed run never leaves a half-written output folder."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
-    if out.exists():  # e.g. the empty folder Snakemake creates for declared outputs, or a previous result
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _sentence_batches(corpus_files, batch_size=10_000) -> Iterator[list[str]]:
@@ -143,7 +96,7 @@ def write_tokenizer_dir(out_dir, tokens: list[str], *, lowercase: bool, stats: d
             raise ValueError(f"{out_dir}: the tokenizer has {len(tokenizer)} tokens, the vocab {len(tokens)}")
         tokenizer.save_pretrained(tmp)
         stats = {**stats, "size": len(tokens), "lowercase": lowercase,
-                 "vocab_sha256": hashlib.sha256(vocab_file.read_bytes()).hexdigest()}
+                 "vocab_sha256": sha256_file(vocab_file)}
         (tmp / "vocab_stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
     log.info("wrote %s (%d tokens)", out_dir, len(tokens))
     return Path(out_dir)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edad_core.download import DownloadError, sha256_file
+from edad_core.download import DownloadError
+from edad_core.files import sha256_file
 from edad_core.ner_data import (
     NerFormatError,
     label_names,
