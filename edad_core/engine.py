@@ -56,6 +56,7 @@ Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -82,6 +83,8 @@ from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 from edad_core.distributed import barrier, destroy_distributed, init_distributed, synchronize
 from edad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir, fsync_tree
 from edad_core.optim import BertAdam, clip_grad_norm_per_tensor_
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear_warmup")
@@ -286,8 +289,8 @@ def trained_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def load_trained_tensors(model: nn.Module, path: Path, device: torch.device) -> None:
-    tensors = load_file(path, device=str(device))
+def load_trained_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy a checkpoint's tensors (read from `path`) into the model's trainable parameters."""
     expected = trained_tensors(model)
     if tensors.keys() != expected.keys():
         missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
@@ -584,30 +587,63 @@ class Engine:
         barrier()
         self.segment_start = time.perf_counter()
 
-    def resume(self, work: Path) -> dict:
-        """Load the newest complete checkpoint into models, optimizers and RNGs; returns the loop state."""
-        found = checkpoints(work)
-        if not found:
-            return {"step": 0, "tokens": 0.0, "train_seconds": 0.0,
-                    "log": {"sums": None, "steps": 0, "tokens": 0.0, "seconds": 0.0}}
-        ckpt = found[-1][1]
+    def read_checkpoint(self, ckpt: Path) -> dict:
+        """Everything this rank needs from `ckpt`, read into memory (nothing applied yet): raises if any file is
+        missing, truncated or unreadable."""
+        device = self.dist.device
         state = json.loads((ckpt / "state.json").read_text())
+        tensors = {name: load_file(ckpt / f"model-{name}.safetensors", device=str(device)) for name in self.trainable}
+        trainer = torch.load(ckpt / "trainer.pt", map_location=device, weights_only=True)
+        rng = None
+        if state["world_size"] == self.dist.world_size:
+            rng = torch.load(ckpt / f"rng-{self.dist.rank}.pt", map_location="cpu", weights_only=True)
+        return {"state": state, "tensors": tensors, "trainer": trainer, "rng": rng}
+
+    def resume(self, work: Path) -> dict:
+        """Load the newest checkpoint that reads completely (on every rank) into models, optimizers and RNGs;
+        returns the loop state. A damaged checkpoint (a crash can tear any file on some file systems, a disk can
+        fill) is reported by path and the previous one is tried; with none readable the run starts over."""
+        fresh = {"step": 0, "tokens": 0.0, "train_seconds": 0.0,
+                 "log": {"sums": None, "steps": 0, "tokens": 0.0, "seconds": 0.0}}
+        found = checkpoints(work)
+        for i, (_, ckpt) in reversed(list(enumerate(found))):
+            try:
+                loaded, error = self.read_checkpoint(ckpt), None
+            except Exception as err:  # any reading failure: this checkpoint is unusable, not the run
+                loaded, error = None, err
+            ok = torch.tensor(float(loaded is not None), device=self.dist.device)
+            if dist.is_initialized():
+                dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+            if ok.item():
+                if self.dist.is_main:  # the damaged newer ones: their steps are computed again and saved anew
+                    for _, damaged in found[i + 1:]:
+                        shutil.rmtree(damaged)
+                return self.apply_checkpoint(ckpt, loaded, work)
+            log.warning("%s does not load%s; trying the previous checkpoint", ckpt,
+                        f" ({type(error).__name__}: {error})" if error else " on another rank")
+        if found:
+            log.warning("no checkpoint in %s loads: starting over from step 0", work)
+            if self.dist.is_main:
+                for _, damaged in found:
+                    shutil.rmtree(damaged)
+        return fresh
+
+    def apply_checkpoint(self, ckpt: Path, loaded: dict, work: Path) -> dict:
+        state = loaded["state"]
         for key, value in self.data_settings().items():
             if state["data"].get(key) != value:
                 name = f"train.{key}" if key in DATA_KEYS else "the dataset size"
                 raise ValueError(f"{ckpt} was written with {name} = {state['data'].get(key)}, now {value}: restore it, "
                                  f"or delete {work} to start over")
-        device = self.dist.device
         for name in self.trainable:
-            load_trained_tensors(self.unwrap(name), ckpt / f"model-{name}.safetensors", device)
-        trainer = torch.load(ckpt / "trainer.pt", map_location=device, weights_only=True)
+            load_trained_tensors(self.unwrap(name), loaded["tensors"][name], ckpt / f"model-{name}.safetensors")
+        trainer = loaded["trainer"]
         for name in self.trainable:
             self.optimizers[name].load_state_dict(trainer["optimizers"][name])
             self.schedulers[name].load_state_dict(trainer["schedulers"][name])
         self.scaler.load_state_dict(trainer["scaler"])
         if state.pop("world_size") == self.dist.world_size:
-            rng = torch.load(ckpt / f"rng-{self.dist.rank}.pt", map_location="cpu", weights_only=True)
-            set_rng_state(rng, self.generator, device)
+            set_rng_state(loaded["rng"], self.generator, self.dist.device)
         else:
             warnings.warn(f"{ckpt} was written by another number of processes: random streams start afresh")
             self.seed_all(state["step"])

@@ -328,3 +328,42 @@ def test_finished_run_keeps_only_its_final_checkpoint_or_none(tmp_path):
 
     run(config(tmp_path / "none", tmp_path / "o2", keep_final_checkpoint=False))
     assert not list((tmp_path / "none").glob("checkpoint-*"))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda c: _truncate(c / "model-net.safetensors"),
+    lambda c: (c / "state.json").write_text(""),
+    lambda c: (c / "state.json").write_text('{"step": 10, "tok'),
+    lambda c: (c / "trainer.pt").unlink(),
+    lambda c: _truncate(c / "rng-0.pt"),
+], ids=["truncated-safetensors", "empty-json", "partial-json", "missing-trainer", "truncated-rng"])
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, damage, caplog):
+    straight, _, _ = run(config(tmp_path / "w1", tmp_path / "o1"), Noisy(), dropout=0.2)
+    cfg = config(tmp_path / "w2", tmp_path / "o2")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg, Noisy(crash_at=11), dropout=0.2)
+    damage(tmp_path / "w2" / "checkpoint-10")
+    step_fn = Noisy()
+    resumed, _, _ = run(cfg, step_fn, seed=99, dropout=0.2)
+    assert step_fn.steps == list(range(5, 12))  # from checkpoint-5
+    assert "checkpoint-10 does not load" in caplog.text
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_with_no_readable_checkpoint_the_run_starts_over(tmp_path, caplog):
+    straight, _, _ = run(config(tmp_path / "w1", tmp_path / "o1"), Noisy(), dropout=0.2)
+    cfg = config(tmp_path / "w2", tmp_path / "o2")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg, Noisy(crash_at=11), dropout=0.2)
+    for step in (5, 10):
+        (tmp_path / "w2" / f"checkpoint-{step}" / "state.json").write_text("")
+    step_fn = Noisy()
+    again, _, _ = run(cfg, step_fn, dropout=0.2)
+    assert step_fn.steps == list(range(12)) and "loads: starting over from step 0" in caplog.text
+    a, b = weights(straight), weights(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
