@@ -14,11 +14,13 @@ import logging
 import os
 import shutil
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -185,33 +187,52 @@ def _inside(path: str, root: Path) -> bool:
     return os.path.commonpath([full, str(root)]) == str(root)
 
 
+def _extract_members(archive: Path, dest: Path) -> list[str]:
+    """Extract every member of `archive` into `dest` one by one, checking each as it is written (so a link
+    created by an earlier member is followed when a later one is checked: link chains cannot escape). Any
+    refused, truncated or corrupt member -> one DownloadError naming the archive and the member."""
+    member = "(archive header)"
+    try:
+        if tarfile.is_tarfile(archive):
+            names = []
+            with tarfile.open(archive) as tf:
+                for m in tf:  # reads the archive as it goes: a truncated one fails at the member it cuts
+                    member = m.name
+                    if os.path.isabs(m.name):  # the "data" filter would silently strip the leading '/'
+                        raise tarfile.AbsolutePathError(m)
+                    tf.extract(m, dest, filter="data")  # no '..' paths, no links out (resolved on disk), no devices
+                    names.append(m.name)
+                    member = f"after {m.name!r}"
+            return names
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                names = zf.namelist()
+                for member in names:  # zipfile never creates links, so the path is all there is to check
+                    if os.path.isabs(member) or member.startswith(("/", "\\")) or not _inside(member, dest):
+                        raise DownloadError(f"{archive}: refusing member {member!r}: path escapes the target folder")
+                    zf.extract(member, dest)
+            return names
+    except tarfile.FilterError as e:
+        raise DownloadError(f"{archive}: refusing member {member!r}: {e}") from e
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
+        raise DownloadError(f"{archive}: truncated or corrupt at member {member!r}: {e}") from e
+    raise DownloadError(f"{archive}: not a tar or zip archive")
+
+
 def safe_extract(archive, target_dir) -> list[Path]:
-    """Extract a tar (any compression) or zip archive into target_dir, after checking every member:
-    one whose path escapes target_dir (absolute, '..', a symlink or hardlink pointing out) -> DownloadError,
-    and nothing is extracted. Returns the paths of all members, in archive order."""
+    """Extract a tar (any compression) or zip archive into target_dir. The archive is extracted into a temp
+    folder first, every member checked as it is written; only when all of it extracted cleanly is it moved
+    into target_dir, so a refused or truncated archive writes nothing there. Returns the paths of all members,
+    in archive order."""
     archive, target = Path(archive), Path(target_dir).resolve()
     target.mkdir(parents=True, exist_ok=True)
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for m in members:  # the stdlib "data" filter: no '..' paths, no links out, no devices
-                try:
-                    if os.path.isabs(m.name):  # the filter would silently strip the leading '/'
-                        raise tarfile.AbsolutePathError(m)
-                    tarfile.data_filter(m, str(target))
-                except tarfile.FilterError as e:
-                    raise DownloadError(f"{archive}: refusing member {m.name!r}: {e}") from e
-            tf.extractall(target, members=members, filter="data")
-            return [target / m.name for m in members]
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
-            for name in names:  # zipfile never creates links, so the path is all there is to check
-                if os.path.isabs(name) or name.startswith(("/", "\\")) or not _inside(name, target):
-                    raise DownloadError(f"{archive}: refusing member {name!r}: path escapes {target}")
-            zf.extractall(target)
-            return [target / n for n in names]
-    raise DownloadError(f"{archive}: not a tar or zip archive")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
+    try:
+        names = _extract_members(archive, staging)
+        shutil.copytree(staging, target, symlinks=True, dirs_exist_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [target / n for n in names]
 
 
 def resolve_model(spec: str) -> str:

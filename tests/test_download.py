@@ -1,6 +1,7 @@
 import hashlib
 import io
 import json
+import os
 import socket
 import tarfile
 import threading
@@ -281,3 +282,23 @@ def test_resolve_model(tmp_path, monkeypatch):
     (tmp_path / "models" / "m").mkdir(parents=True)
     assert resolve_model("models/m") == str(tmp_path.resolve() / "models" / "m")
     assert resolve_model("bert-base-uncased") == "bert-base-uncased"
+
+
+def test_safe_extract_refuses_a_link_chain_and_writes_nothing(tmp_path):
+    # each link alone stays inside ('d/up' -> '..' is the target folder; 'esc' -> 'd/up/..' is 'd' lexically),
+    # but followed on disk 'esc' leads out of it
+    archive = _tar(tmp_path / "chain.tar", [("d/a.txt", b"A"), ("d/up", "->.."), ("esc", "->d/up/.."),
+                                            ("esc/evil", b"x")])
+    target = tmp_path / "out" / "t"
+    with pytest.raises(DownloadError, match=r"chain\.tar: refusing member 'esc'"):
+        safe_extract(archive, target)
+    assert list(target.iterdir()) == [] and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["t"]
+
+
+def test_safe_extract_of_a_truncated_archive_names_it_and_writes_nothing(tmp_path):
+    archive = _tar(tmp_path / "a.tar.gz", [("one.txt", os.urandom(50_000)), ("two.txt", os.urandom(50_000))])
+    archive.write_bytes(archive.read_bytes()[:70_000])
+    target = tmp_path / "out" / "t"
+    with pytest.raises(DownloadError, match=r"a\.tar\.gz: truncated or corrupt at member"):
+        safe_extract(archive, target)
+    assert list(target.iterdir()) == []
