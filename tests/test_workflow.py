@@ -144,3 +144,14 @@ def test_training_rules_run_ddp_with_two_gloo_processes(smoke, tmp_path, run):
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(summary_file.read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 4 and summary["grad_accum_steps"] == 1
+
+
+def test_paths_with_spaces_and_shell_syntax_reach_rules_quoted(tmp_path):
+    workdir = tmp_path / "clone dir"  # a folder with a space, and config values with shell syntax
+    workdir.mkdir()
+    overlay = workdir / "overlay.yaml"
+    overlay.write_text('results: "out dir/$(touch PWNED)"\nwork: "w $(touch PWNED)"\n')
+    out = snakemake(workdir, "out dir/$(touch PWNED)/vocab/base/vocab.txt", "--configfile", str(SMOKE), str(overlay))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (workdir / "out dir" / "$(touch PWNED)" / "vocab" / "base" / "vocab.txt").is_file()
+    assert not list(tmp_path.rglob("PWNED"))  # nothing was executed
