@@ -45,6 +45,11 @@ sentences, tokens, sha256 of the corpus file, the sources and per-kind counts) a
 (kind, doc_id, location, sha256, license) of every document that contributed, so the same corpus can be
 fetched again later (``tail -n +2 manifest.tsv | cut -f3,4`` is a valid ``url_file``).
 Everything streams (memory does not grow with the corpus) and all three outputs appear atomically.
+
+Bad documents: one that cannot be fetched, decoded or parsed is skipped with a warning naming it and counted in
+the stats (``bad_documents``, ``bad_examples``), as are documents with no text left (``empty_documents``) and
+those listed in ``corpus.exclude``; the build fails only when more than ``corpus.max_bad_fraction`` of the
+documents read were bad, listing the first ones.
 """
 
 import contextlib
@@ -56,6 +61,7 @@ import os
 import re
 import unicodedata
 import urllib.parse
+import zlib
 import xml.etree.ElementTree as ET
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -65,7 +71,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edad_core.download import fetch, fetch_bytes, mirror_path
+from edad_core.download import DownloadError, fetch, fetch_bytes, mirror_path
 from edad_core.files import atomic_files
 from edad_core.jats import jats_to_text, strip_numeric_citations
 
@@ -90,6 +96,20 @@ FORMATS = {".txt": "txt", ".xml": "xml", ".nxml": "xml"}
 RENDITION_FIELD = {"txt": "text_url", "xml": "xml_url"}
 ARTICLE = re.compile(r"(PMC\d+)\.(\d+)/$")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class BadDocument:
+    """A document that could not be fetched, decoded or parsed: skipped and counted, not fatal alone."""
+
+    def __init__(self, kind: str, doc_id: str, error: Exception):
+        self.kind, self.id, self.error = kind, doc_id, f"{type(error).__name__}: {error}"
+
+    def __str__(self) -> str:
+        return f"{self.kind} document {self.id} ({self.error})"
+
+
+# What reading one document can raise: a failed download, bad bytes or XML, a digest mismatch, a torn file
+DOCUMENT_ERRORS = (ValueError, OSError, EOFError, zlib.error, DownloadError)
 
 
 @dataclass(frozen=True)
@@ -335,7 +355,14 @@ def _pmc_articles(cfg: dict, mirror) -> Iterator[str]:
 
 
 def _pmc_article(article: str, cfg: dict, mirror, cache_dir: Path) -> tuple[str, Document | None]:
-    """('kept', Document) or (reason, None) for one article folder."""
+    """('kept', Document), (reason, None), or ('bad', BadDocument) for one article folder."""
+    try:
+        return _pmc_article_unguarded(article, cfg, mirror, cache_dir)
+    except DOCUMENT_ERRORS as err:
+        return "bad", BadDocument("pmc", article, err)
+
+
+def _pmc_article_unguarded(article: str, cfg: dict, mirror, cache_dir: Path) -> tuple[str, Document | None]:
     base = cfg["bucket_url"].rstrip("/")
     meta_url = f"{base}/{article}/{article}.json"
     try:
@@ -362,48 +389,76 @@ def _pmc_article(article: str, cfg: dict, mirror, cache_dir: Path) -> tuple[str,
     return "kept", Document("pmc", article, url, hashlib.sha256(data).hexdigest(), text, str(license))
 
 
-def _pmc_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter) -> Iterator[Document]:
+def _pmc_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter, exclude: set) -> Iterator[Document]:
     def work(article):
         return _pmc_article(article, cfg, mirror, cache_dir)
 
+    def wanted(article):
+        if article in exclude or article.split(".")[0] in exclude:
+            counts["excluded"] += 1
+            return False
+        return True
+
     kept = 0
-    with contextlib.closing(_ordered_map(work, _pmc_articles(cfg, mirror), cfg["concurrency"])) as results:
+    articles = filter(wanted, _pmc_articles(cfg, mirror))
+    with contextlib.closing(_ordered_map(work, articles, cfg["concurrency"])) as results:
         for reason, doc in results:
             counts[f"pmc_{reason}"] += 1
-            if doc is not None:
+            if isinstance(doc, BadDocument):
+                yield doc
+            elif doc is not None:
                 yield doc
                 kept += 1
                 if kept == cfg["max_articles"]:
                     return
 
 
-def _url_documents(cfg: dict, mirror, cache_dir: Path) -> Iterator[Document]:
+def _url_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter, exclude: set) -> Iterator[Document]:
     def work(item):
         url, sha256, fmt = item
-        data = _cached(url, cache_dir, mirror, "sha256", sha256)
-        return Document("urls", url, url, hashlib.sha256(data).hexdigest(), _document_text(data, fmt, url))
+        try:
+            data = _cached(url, cache_dir, mirror, "sha256", sha256)
+            return Document("urls", url, url, hashlib.sha256(data).hexdigest(), _document_text(data, fmt, url))
+        except DOCUMENT_ERRORS as err:
+            return BadDocument("urls", url, err)
 
-    with contextlib.closing(_ordered_map(work, cfg["items"], cfg["concurrency"])) as results:
+    items = _not_excluded(cfg["items"], exclude, counts)
+    with contextlib.closing(_ordered_map(work, items, cfg["concurrency"])) as results:
         yield from results
 
 
-def _local_documents(cfg: dict) -> Iterator[Document]:
-    for path, fmt in cfg["items"]:
-        data = path.read_bytes()
-        yield Document("local", str(path), str(path), hashlib.sha256(data).hexdigest(), _document_text(data, fmt, str(path)))
+def _local_documents(cfg: dict, counts: Counter, exclude: set) -> Iterator[Document]:
+    for path, fmt in _not_excluded(cfg["items"], exclude, counts):
+        try:
+            data = path.read_bytes()
+            text = _document_text(data, fmt, str(path))
+        except DOCUMENT_ERRORS as err:
+            yield BadDocument("local", str(path), err)
+            continue
+        yield Document("local", str(path), str(path), hashlib.sha256(data).hexdigest(), text)
 
 
-def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = None) -> Iterator[Document]:
-    """Documents of all sources, in source order (see module docstring). `counts` collects pmc exclusions."""
+def _not_excluded(items, exclude: set, counts: Counter) -> list:
+    """Items (location first) not listed in corpus.exclude."""
+    kept = [item for item in items if str(item[0]) not in exclude]
+    counts["excluded"] += len(items) - len(kept)
+    return kept
+
+
+def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = None, exclude=()
+                   ) -> Iterator[Document | BadDocument]:
+    """Documents of all sources, in source order (see module docstring), and a BadDocument for each one that
+    could not be read or parsed. `counts` collects pmc and exclude counts; `exclude` lists document ids / URLs
+    / paths to leave out."""
     counts = Counter() if counts is None else counts
-    cache_dir = Path(cache_dir)
+    cache_dir, exclude = Path(cache_dir), set(exclude)
     for cfg in check_sources(sources):
         if cfg["kind"] == "pmc":
-            docs = _pmc_documents(cfg, mirror, cache_dir, counts)
+            docs = _pmc_documents(cfg, mirror, cache_dir, counts, exclude)
         elif cfg["kind"] == "urls":
-            docs = _url_documents(cfg, mirror, cache_dir)
+            docs = _url_documents(cfg, mirror, cache_dir, counts, exclude)
         else:
-            docs = _local_documents(cfg)
+            docs = _local_documents(cfg, counts, exclude)
         with contextlib.closing(docs):
             yield from docs
 
@@ -411,16 +466,23 @@ def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = 
 # ----------------------------------------------------------------------------- corpus
 
 
-def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | None, mirror=None, cache_dir) -> dict:
-    """Write the N-token corpus, its stats and its manifest (see module docstring); returns the stats."""
+def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | None, mirror=None, cache_dir,
+                 max_bad_fraction: float = 0.0, exclude=()) -> dict:
+    """Write the N-token corpus, its stats and its manifest (see module docstring); returns the stats.
+    A document that cannot be read or parsed is skipped with a warning naming it and counted; the build fails
+    only when more than `max_bad_fraction` of the documents read were bad, listing the first ones."""
     if n_tokens is not None and (not isinstance(n_tokens, int) or n_tokens < 1):
         raise ValueError(f"corpus.n_tokens: expected a positive integer or null, got {n_tokens!r}")
+    if not 0 <= max_bad_fraction <= 1:
+        raise ValueError(f"corpus.max_bad_fraction: expected a number in [0, 1], got {max_bad_fraction!r}")
+    bad: list[BadDocument] = []
+    empty = 0
     counts: Counter = Counter()
     by_kind: Counter = Counter()
     tokens = sentences = documents = 0
     digest = hashlib.sha256()
     outputs = [Path(out_txt), Path(stats_json), Path(manifest_tsv)]
-    docs = iter_documents(sources, mirror=mirror, cache_dir=cache_dir, counts=counts)
+    docs = iter_documents(sources, mirror=mirror, cache_dir=cache_dir, counts=counts, exclude=exclude)
     with atomic_files(*outputs) as (txt_tmp, stats_tmp, manifest_tmp), contextlib.closing(docs):
         with open(txt_tmp, "wb") as out, open(manifest_tmp, "w", encoding="utf-8") as manifest, tqdm(
             total=n_tokens, unit="tok", unit_scale=True, desc="corpus"
@@ -428,6 +490,10 @@ def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | 
             manifest.write("kind\tdoc_id\tlocation\tsha256\tlicense\n")
             full = False
             for doc in docs:
+                if isinstance(doc, BadDocument):
+                    log.warning("skipping %s", doc)
+                    bad.append(doc)
+                    continue
                 lines, before = [], tokens
                 for sentence in split_sentences(normalize(doc.text)):
                     n = sentence.count(" ") + 1  # whitespace tokens: sentences have single spaces, no ends
@@ -446,8 +512,16 @@ def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | 
                     sentences += len(lines)
                     by_kind[doc.kind] += 1
                     bar.update(tokens - before)
+                elif not full:
+                    empty += 1  # no text after cleaning (e.g. a JATS file with an empty body)
                 if full:
                     break
+        read = documents + empty + len(bad)
+        if bad and len(bad) > max_bad_fraction * read:
+            listed = "; ".join(str(b) for b in bad[:10])
+            raise ValueError(f"{len(bad)} of {read} documents could not be read, more than corpus.max_bad_fraction "
+                             f"= {max_bad_fraction}: {listed}{' ...' if len(bad) > 10 else ''} (fix them, list them "
+                             f"in corpus.exclude, or raise corpus.max_bad_fraction)")
         if documents == 0:
             raise ValueError(
                 f"corpus.n_tokens = {n_tokens} is smaller than the first sentence" if full else "corpus.sources: the sources yielded no text"
@@ -464,7 +538,11 @@ def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | 
             "n_tokens": n_tokens,
             "sha256": digest.hexdigest(),
             "documents_by_kind": dict(sorted(by_kind.items())),
-            "pmc_articles": dict(sorted(counts.items())),
+            "pmc_articles": {k: v for k, v in sorted(counts.items()) if k.startswith("pmc_")},
+            "excluded_documents": counts["excluded"],
+            "empty_documents": empty,
+            "bad_documents": len(bad),
+            "bad_examples": [{"kind": b.kind, "id": b.id, "error": b.error} for b in bad[:20]],
             "sources": sources,
         }
         stats_tmp.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")

@@ -14,6 +14,8 @@ rule corpus:
     params:
         sources=as_json(config["corpus"]["sources"]),
         n_tokens=config["corpus"]["n_tokens"] or "all",
+        max_bad_fraction=config["corpus"]["max_bad_fraction"],
+        exclude=as_json(config["corpus"]["exclude"]),
         mirror=MIRROR,
         cache_dir=f"{WORK}/corpus_cache",
     log:
@@ -25,5 +27,6 @@ rule corpus:
         CONDA_ENV
     shell:
         "python {input.script:q} --sources {params.sources:q} --n-tokens {params.n_tokens:q}"
+        " --max-bad-fraction {params.max_bad_fraction:q} --exclude {params.exclude:q}"
         " --mirror={params.mirror:q} --cache-dir {params.cache_dir:q}"
         " --out {output.txt:q} --stats {output.stats:q} --manifest {output.manifest:q} > {log:q} 2>&1"

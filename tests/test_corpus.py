@@ -371,5 +371,39 @@ def test_iter_documents_streams(tmp_path):
     (tmp_path / "b.xml").write_text("<article><body><p>broken</article>")
     docs = iter_documents([{"kind": "local", "paths": [str(tmp_path / "a.txt"), str(tmp_path / "b.xml")]}], cache_dir=tmp_path)
     assert next(docs).text == "First.\n"
-    with pytest.raises(ValueError, match=r"b\.xml: malformed XML"):
-        next(docs)
+    bad = next(docs)  # a document that does not parse is reported, not raised: the stream goes on
+    assert bad.id.endswith("b.xml") and "malformed XML" in bad.error
+
+
+def _bad_documents(folder: Path) -> list[Path]:
+    """The ways one document goes bad in a long run: truncated XML, binary bytes, an empty file, corrupt gzip."""
+    article = b"<article><front><article-meta><title-group><article-title>T</article-title></title-group>"
+    files = {"truncated.xml": article[:40], "binary.txt": bytes(range(256)) * 4, "empty.xml": b"",
+             "corrupt.xml": b"\x1f\x8b\x08\x00garbage"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in files]
+
+
+def test_bad_documents_are_skipped_counted_and_named_below_the_threshold(tmp_path, caplog):
+    good = []
+    for i in range(40):
+        good.append(tmp_path / f"good{i}.txt")
+        good[-1].write_text(f"Document number {i} has a sentence. It has another one.\n")
+    empty = tmp_path / "blank.txt"
+    empty.write_text("   \n")
+    bad = _bad_documents(tmp_path)
+    sources = [{"kind": "local", "paths": [str(p) for p in [*good[:20], *bad, empty, *good[20:]]]}]
+    out = tmp_path / "out"
+    stats = build_corpus(sources, out / "c.txt", out / "s.json", out / "m.tsv", n_tokens=None, cache_dir=tmp_path,
+                         max_bad_fraction=0.1, exclude=[str(good[0])])
+    assert (stats["documents"], stats["bad_documents"], stats["empty_documents"], stats["excluded_documents"]) == (
+        39, 4, 1, 1)
+    assert [b["id"] for b in stats["bad_examples"]] == [str(p) for p in bad]
+    assert all(f"skipping local document {p}" in caplog.text for p in bad)
+    assert "Document number 0 " not in (out / "c.txt").read_text()
+
+    with pytest.raises(ValueError, match=r"4 of 44 documents could not be read, more than corpus\.max_bad_fraction "
+                                         r"= 0\.05: local document .*truncated\.xml"):
+        build_corpus(sources, out / "c.txt", out / "s.json", out / "m.tsv", n_tokens=None, cache_dir=tmp_path,
+                     max_bad_fraction=0.05, exclude=[str(good[0])])
