@@ -264,7 +264,14 @@ def _url_items(cfg: dict) -> list[tuple[str, str | None, str]]:
             items.append((url, fields[1].lower() if len(fields) == 2 else None, _format_of(urllib.parse.urlsplit(url).path, f"{path}:{n}")))
     if not items:
         raise ValueError(f"{cfg['key']}: neither `urls` nor `url_file` lists any URL")
-    return items
+    unique = {}
+    for url, sha256, fmt in items:  # a repeated URL is one document, fetched once
+        if url in unique:
+            if sha256 and unique[url][1] and sha256 != unique[url][1]:
+                raise ValueError(f"{cfg['key']}: {url} is listed twice with different sha256")
+            log.warning("%s: %s is listed more than once; it is read once", cfg["key"], url)
+        unique[url] = (url, unique.get(url, (url, None))[1] or sha256, fmt)
+    return list(unique.values())
 
 
 def _local_items(cfg: dict) -> list[tuple[Path, str]]:

@@ -1,5 +1,7 @@
 """Every download of the workflow goes through here: mirror folder first, then HTTPS with retries,
-resume of partial files, sha256 verification and an atomic rename.
+resume of partial files (only when the server proves, by ETag or Last-Modified in If-Range, that the file is
+unchanged), sha256 verification, a lock per destination and an fsynced atomic rename. ``file://`` URLs and
+bare local paths are copied, with or without a mirror.
 
 Mirror layout: the file behind ``https://HOST/PATH`` is ``MIRROR/HOST/PATH`` (HOST keeps a ``:PORT`` if the URL
 has one). A URL with a query string
@@ -8,6 +10,8 @@ listings such as ``?list-type=2&prefix=...`` can be mirrored too. The mirror is 
 (config key ``mirror``), else the environment variable ``EDAD_MIRROR``.
 """
 
+import contextlib
+import fcntl
 import http.client
 import importlib.util
 import logging
@@ -25,7 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edad_core.files import sha256_file
+from edad_core.files import atomic_write_text, fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -100,40 +104,82 @@ def _looked_for(url: str, root: Path | None) -> str:
     return f"not in the mirror either (looked for {mirror_path(url, root)})"
 
 
-def _request(url: str, start: int = 0) -> urllib.request.Request:
+def _request(url: str, start: int = 0, validator: str | None = None) -> urllib.request.Request:
     headers = {"User-Agent": USER_AGENT}
     if start:
         headers["Range"] = f"bytes={start}-"
+        headers["If-Range"] = validator  # the server sends the rest only if the file is still the same
     return urllib.request.Request(url, headers=headers)
 
 
+def _validator(headers) -> str | None:
+    """What proves a later answer comes from the same file: a strong ETag, else Last-Modified (RFC 9110 If-Range)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
 def _download_to(url: str, part: Path, *, timeout: float, progress: bool) -> None:
-    """One attempt: continue `part` from its current size (HTTP Range) or start it over."""
+    """One attempt: continue `part` from its current size (HTTP Range + If-Range with the validator stored when
+    it was started) or start it over. A part whose file cannot be proven unchanged is never continued."""
+    validator_file = part.with_name(part.name + ".validator")
     start = part.stat().st_size if part.exists() else 0
+    validator = validator_file.read_text() if start and validator_file.is_file() else None
+    if start and not validator:
+        start = 0  # no ETag / Last-Modified known for these bytes: they may belong to an older file
     try:
-        resp = urllib.request.urlopen(_request(url, start), timeout=timeout)
+        resp = urllib.request.urlopen(_request(url, start, validator), timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code != 416 or not start:
             raise
-        part.unlink()  # 416: the partial file is not a prefix we can continue (e.g. already complete): restart
-        start = 0
+        start = 0  # 416: the partial file is not a prefix we can continue (e.g. already complete): restart
         resp = urllib.request.urlopen(_request(url), timeout=timeout)
     with resp:
         if start and resp.status != 206:
-            start = 0  # the server ignored Range and sends the whole file
+            start = 0  # 200: the file changed (If-Range failed) or the server ignores Range: the whole file comes
         if start and not resp.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
             part.unlink()
             raise _Truncated(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}; restarting")
+        if not start:
+            validator_file.unlink(missing_ok=True)
+            if new := _validator(resp.headers):
+                atomic_write_text(validator_file, new)
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         with open(part, "ab" if start else "wb") as f, tqdm(
             total=total, initial=start, unit="B", unit_scale=True, desc=Path(part.name).stem, disable=not progress
         ) as bar:
-            while chunk := resp.read(CHUNK):
+            while chunk := resp.read1(CHUNK):  # what has arrived, so a stall (timeout) keeps it for the retry
                 f.write(chunk)
                 bar.update(len(chunk))
     if total is not None and part.stat().st_size != total:
         raise _Truncated(f"got {part.stat().st_size} of {total} bytes")
+
+
+def _local_source(url: str) -> Path | None:
+    """The file behind a file:// URL or a bare local path (never looked up in the mirror), else None."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        path = Path(urllib.request.url2pathname(parts.path))
+    elif not parts.scheme or len(parts.scheme) == 1:  # a bare path (a one-letter scheme is a Windows drive)
+        path = Path(url)
+    else:
+        return None
+    if not path.is_file():
+        raise DownloadError(f"{url}: no such local file {path}")
+    return path
+
+
+@contextlib.contextmanager
+def _locked(dest: Path):
+    """One writer per destination, across threads and processes (the lock dies with its holder)."""
+    with open(dest.with_name(f".{dest.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def fetch(
@@ -147,33 +193,43 @@ def fetch(
     progress: bool = True,
     backoff: float = 1.0,
 ) -> Path:
-    """Download `url` to `dest` (mirror first); `dest` appears only complete and verified."""
+    """Download `url` (http(s), file:// or a local path) to `dest`, mirror first for http(s); `dest` appears
+    only complete, verified and fsynced. Concurrent fetches of one `dest` take turns."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    root = mirror_root(mirror)
-    local = mirror_path(url, root) if root else None
-    if local is not None and local.is_file():
-        shutil.copyfile(local, part)
-        _check_sha256(part, sha256, f"mirror file {local}")
-    else:
-        _with_retries(
-            url,
-            lambda: _download_to(url, part, timeout=timeout, progress=progress),
-            retries=retries,
-            backoff=backoff,
-            looked_for=_looked_for(url, root),
-        )
-        _check_sha256(part, sha256, url)
-    os.replace(part, dest)
+    with _locked(dest):
+        local = _local_source(url)
+        root = None if local else mirror_root(mirror)
+        if local is None and root is not None and mirror_path(url, root).is_file():
+            local = mirror_path(url, root)
+        if local is not None:
+            shutil.copyfile(local, part)
+            _check_sha256(part, sha256, f"local file {local}")
+        else:
+            _with_retries(
+                url,
+                lambda: _download_to(url, part, timeout=timeout, progress=progress),
+                retries=retries,
+                backoff=backoff,
+                looked_for=_looked_for(url, root),
+            )
+            _check_sha256(part, sha256, url)
+        with open(part, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(part, dest)
+        fsync_dir(dest.parent)
+        part.with_name(part.name + ".validator").unlink(missing_ok=True)
     return dest
 
 
 def fetch_bytes(url: str, *, mirror=None, retries: int = 5, timeout: float = 60.0, backoff: float = 1.0) -> bytes:
-    """Small files (listings, metadata): same mirror and retry logic, nothing written."""
-    root = mirror_root(mirror)
-    if root is not None and (local := mirror_path(url, root)).is_file():
+    """Small files (listings, metadata): same sources and retry logic, nothing written."""
+    if (local := _local_source(url)) is not None:
         return local.read_bytes()
+    root = mirror_root(mirror)
+    if root is not None and (mirrored := mirror_path(url, root)).is_file():
+        return mirrored.read_bytes()
 
     def attempt() -> bytes:
         with urllib.request.urlopen(_request(url), timeout=timeout) as resp:

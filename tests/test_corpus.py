@@ -407,3 +407,10 @@ def test_bad_documents_are_skipped_counted_and_named_below_the_threshold(tmp_pat
                                          r"= 0\.05: local document .*truncated\.xml"):
         build_corpus(sources, out / "c.txt", out / "s.json", out / "m.tsv", n_tokens=None, cache_dir=tmp_path,
                      max_bad_fraction=0.05, exclude=[str(good[0])])
+
+
+def test_a_url_listed_twice_is_read_once(tmp_path, mirror, caplog):
+    url = "https://raw.githubusercontent.com/UCDenver-ccp/CRAFT/2abe82b8bb8089448b84937d5f61d8c218011322/articles/txt/11319941.txt"
+    stats = _build([{"kind": "urls", "urls": [url, url]}], tmp_path / "out", tmp_path / "cache", mirror=mirror)
+    assert stats["documents"] == 1 and len(_manifest(tmp_path / "out")) == 1
+    assert "is listed more than once" in caplog.text

@@ -5,6 +5,7 @@ import os
 import socket
 import tarfile
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,10 +37,13 @@ def _no_proxy_no_mirror(monkeypatch):
 class Server:
     """A real HTTP server on 127.0.0.1 serving `files`, with switchable misbehaviour."""
 
-    def __init__(self, files, *, fail_first=0, fail_status=503, ranges=True, truncate_first=0):
+    def __init__(self, files, *, fail_first=0, fail_status=503, ranges=True, truncate_first=0, etags=True,
+                 stall_first=0, changed=None):
         self.files, self.fail_first, self.fail_status = files, fail_first, fail_status
-        self.ranges, self.truncate_first = ranges, truncate_first
-        self.requests = []  # (path, Range header, body bytes sent)
+        self.ranges, self.truncate_first, self.etags, self.stall_first = ranges, truncate_first, etags, stall_first
+        self.changed = changed  # {path: new bytes} served from the second request on (an upstream update)
+        self.requests = []  # (path, Range header, body bytes sent), as answered
+        self.arrivals = []  # Range headers, as the requests arrived
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,28 +51,39 @@ class Server:
                 """Keep test output quiet: no per-request lines on stderr."""
 
             def do_GET(self):
-                n = len(server.requests)
                 rng = self.headers.get("Range")
+                n = len(server.arrivals)
+                server.arrivals.append(rng)
                 if n < server.fail_first:
                     server.requests.append((self.path, rng, 0))
                     return self.send_error(server.fail_status)
+                if server.changed and n >= 1:
+                    server.files.update(server.changed)
                 data = server.files.get(self.path)
                 if data is None:
                     server.requests.append((self.path, rng, 0))
                     return self.send_error(404)
                 start = int(rng.removeprefix("bytes=").rstrip("-")) if rng and server.ranges else 0
+                etag = f'"{hashlib.md5(data).hexdigest()}"'
+                if self.headers.get("If-Range") not in (None, etag):
+                    start = 0  # RFC 9110: the file changed, send all of it
                 if start >= len(data) > 0:
                     server.requests.append((self.path, rng, 0))
                     return self.send_error(416)
                 body = data[start:]
                 self.send_response(206 if start else 200)
+                if server.etags:
+                    self.send_header("ETag", etag)
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if n < server.fail_first + server.truncate_first:
-                    body = body[: len(body) // 3]  # then the connection closes early
+                if n < server.fail_first + server.truncate_first + server.stall_first:
+                    body = body[: len(body) // 3]  # then the connection closes early, or stalls
                 self.wfile.write(body)
+                if n < server.fail_first + server.stall_first:
+                    self.wfile.flush()
+                    time.sleep(1.5)
                 server.requests.append((self.path, rng, len(body)))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -186,9 +201,15 @@ def test_http_final_error_is_not_retried(tmp_path):
     assert len(srv.requests) == 1
 
 
+def started(dest: Path, data: bytes, validator: str | None = None) -> None:
+    """A .part left by an earlier attempt, with the validator (ETag) that attempt stored."""
+    Path(str(dest) + ".part").write_bytes(data)
+    Path(str(dest) + ".part.validator").write_text(validator or f'"{hashlib.md5(DATA).hexdigest()}"')
+
+
 def test_resume_partial_file_with_range(tmp_path):
     dest = tmp_path / "a.bin"
-    Path(str(dest) + ".part").write_bytes(DATA[:1000])
+    started(dest, DATA[:1000])
     with Server({"/a.bin": DATA}) as srv:
         fetch(srv.url + "/a.bin", dest, sha256=SHA, progress=False)
     assert dest.read_bytes() == DATA
@@ -197,7 +218,7 @@ def test_resume_partial_file_with_range(tmp_path):
 
 def test_complete_part_answered_416_restarts(tmp_path):
     dest = tmp_path / "a.bin"
-    Path(str(dest) + ".part").write_bytes(DATA)  # a run that died between download and rename
+    started(dest, DATA)  # a run that died between download and rename
     with Server({"/a.bin": DATA}) as srv:
         fetch(srv.url + "/a.bin", dest, sha256=SHA, progress=False)
     assert dest.read_bytes() == DATA
@@ -206,7 +227,7 @@ def test_complete_part_answered_416_restarts(tmp_path):
 
 def test_server_ignoring_range_restarts(tmp_path):
     dest = tmp_path / "a.bin"
-    Path(str(dest) + ".part").write_bytes(b"stale bytes that must not stay in front")
+    started(dest, b"stale bytes that must not stay in front")
     with Server({"/a.bin": DATA}, ranges=False) as srv:
         fetch(srv.url + "/a.bin", dest, sha256=SHA, progress=False)
     assert dest.read_bytes() == DATA
@@ -302,3 +323,53 @@ def test_safe_extract_of_a_truncated_archive_names_it_and_writes_nothing(tmp_pat
     with pytest.raises(DownloadError, match=r"a\.tar\.gz: truncated or corrupt at member"):
         safe_extract(archive, target)
     assert list(target.iterdir()) == []
+
+
+def test_an_upstream_change_between_attempts_restarts_instead_of_splicing(tmp_path):
+    new = bytes(reversed(DATA))
+    with Server({"/a.bin": DATA}, truncate_first=1, changed={"/a.bin": new}) as srv:
+        dest = fetch(srv.url + "/a.bin", tmp_path / "a.bin", backoff=0, progress=False)  # no pinned sha256
+    assert dest.read_bytes() == new
+    first = len(DATA) // 3
+    assert srv.requests == [("/a.bin", None, first), ("/a.bin", f"bytes={first}-", len(new))]  # If-Range -> 200
+
+
+def test_a_part_without_a_validator_is_not_continued(tmp_path):
+    dest = tmp_path / "a.bin"
+    Path(str(dest) + ".part").write_bytes(b"bytes of some older file")
+    with Server({"/a.bin": DATA}, etags=False, truncate_first=1) as srv:
+        fetch(srv.url + "/a.bin", dest, sha256=SHA, backoff=0, progress=False)
+    assert dest.read_bytes() == DATA
+    assert [r[1] for r in srv.requests] == [None, None]  # no ETag / Last-Modified: each attempt starts over
+
+
+def test_a_stalled_transfer_keeps_what_arrived(tmp_path):
+    with Server({"/a.bin": DATA}, stall_first=1) as srv:
+        dest = fetch(srv.url + "/a.bin", tmp_path / "a.bin", sha256=SHA, backoff=0, timeout=0.5, progress=False)
+    assert dest.read_bytes() == DATA
+    assert srv.arrivals == [None, f"bytes={len(DATA) // 3}-"]  # the retry asked only for the rest
+
+
+def test_concurrent_fetches_of_one_file_never_mix_bytes(tmp_path):
+    with Server({"/a.bin": DATA}) as srv:
+        threads = [threading.Thread(target=fetch, args=(srv.url + "/a.bin", tmp_path / "a.bin"),
+                                    kwargs={"progress": False}) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert (tmp_path / "a.bin").read_bytes() == DATA
+    assert not (tmp_path / "a.bin.part").exists()
+
+
+@pytest.mark.parametrize("with_mirror", [False, True])
+def test_local_files_are_copied_with_or_without_a_mirror(tmp_path, monkeypatch, with_mirror):
+    if with_mirror:
+        (tmp_path / "mirror").mkdir()
+        monkeypatch.setenv("EDAD_MIRROR", str(tmp_path / "mirror"))
+    (tmp_path / "doc.txt").write_bytes(DATA)
+    for i, url in enumerate([str(tmp_path / "doc.txt"), (tmp_path / "doc.txt").as_uri()]):
+        assert fetch(url, tmp_path / f"out{i}", sha256=SHA, progress=False).read_bytes() == DATA
+        assert fetch_bytes(url) == DATA
+    with pytest.raises(DownloadError, match=r"file:///no/such\.txt: no such local file"):
+        fetch("file:///no/such.txt", tmp_path / "x", progress=False)
