@@ -3,26 +3,10 @@ split into sentences, and write a deterministic subset of N whitespace tokens.
 
 Sources (config ``corpus.sources``, a list; each item has ``kind``):
 
-- ``pmc``: the PMC Open Access commercial-use subset from the AWS open-data bucket ``pmc-oa-opendata``
-  over plain HTTPS (no credentials). Layout, checked against NCBI's pages (pmc.ncbi.nlm.nih.gov/tools/pmcaws,
-  the bucket's README.txt) and public code that reads the bucket (2026): every article version is a folder
-  ``PMC<id>.<version>/`` at the bucket root holding ``PMC<id>.<version>.xml`` (JATS), ``.txt`` (plain text
-  NCBI extracted from the XML), ``.pdf`` and ``.json`` (metadata; the same JSON is also at
-  ``metadata/PMC<id>.<version>.json``). Metadata fields used: ``license_code`` ("CC BY", "CC0", "CC BY-NC",
-  "CC BY-NC-ND", ...; null for articles without a machine-readable licence), ``is_retracted`` (bool), and
-  ``text_url`` / ``xml_url`` (``s3://pmc-oa-opendata/<key>?md5=<hex>``, null when that rendition does not
-  exist); the legacy ``oa_comm/`` tree moved to ``deprecated/`` in April 2026. NCBI's ``.txt`` keeps the
-  legacy sections ``==== Front`` (journal, authors, affiliations, abstract run together), ``==== Body`` and
-  ``==== Refs``: with ``format: txt`` only the Body is used (no title or abstract). The default is
-  ``format: xml``: the JATS conversion keeps title and abstract (the NER tasks' own genre) and drops the
-  rest cleanly, at about twice the download. The field names are
-  configurable (``license_field``, ``retracted_field``); a metadata file without them is an error (a wrong
-  name must not silently let retracted articles in). Article folders are listed with S3 ListObjectsV2 over
-  HTTPS (``?list-type=2&prefix=PMC&delimiter=/``, paged by continuation token), in key order; of several
-  versions of one article only the highest is used. An article is kept when its licence is in ``licenses``
-  (compared ignoring case, spaces and hyphens) and it is not retracted. Its ``.txt`` (``format: txt``) or
-  JATS ``.xml`` (``format: xml``) is fetched on ``concurrency`` threads, checked against the md5 of the
-  metadata, and cached under ``cache_dir``: a rerun fetches only what is missing.
+- ``pmc``: the PMC Open Access commercial-use subset from the AWS open-data bucket ``pmc-oa-opendata`` over
+  plain HTTPS (edad_core.pmc: layout, licence and retraction filters, md5 checks, cache). NCBI's ``.txt`` keeps
+  the legacy sections ``==== Front``, ``==== Body`` and ``==== Refs``: with ``format: txt`` only the Body is used
+  (no title or abstract); the default ``format: xml`` keeps title and abstract (the NER tasks' own genre).
 - ``urls``: ``urls:`` (a list) and/or ``url_file:`` (one ``<url> [<sha256>]`` per line; ``#`` comments),
   ``.txt`` or JATS ``.xml``/``.nxml``, fetched through edad_core.download (mirror first), cached likewise.
 - ``local``: ``paths:``, files or glob patterns (sorted matches), ``.txt`` or ``.xml``/``.nxml``.
@@ -62,7 +46,6 @@ import re
 import unicodedata
 import urllib.parse
 import zlib
-import xml.etree.ElementTree as ET
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -71,9 +54,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edad_core.download import DownloadError, fetch, fetch_bytes, mirror_path
+from edad_core.download import DownloadError, cached_bytes
 from edad_core.files import atomic_files
 from edad_core.jats import jats_to_text, strip_numeric_citations
+from edad_core.pmc import RENDITION_FIELD, fetch_article, list_articles
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +77,6 @@ DEFAULTS = {
     "local": {"paths": []},
 }
 FORMATS = {".txt": "txt", ".xml": "xml", ".nxml": "xml"}
-RENDITION_FIELD = {"txt": "text_url", "xml": "xml_url"}
-ARTICLE = re.compile(r"(PMC\d+)\.(\d+)/$")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -292,24 +274,6 @@ def _local_items(cfg: dict) -> list[tuple[Path, str]]:
     return items
 
 
-def _digest_ok(data: bytes, algo: str | None, expected: str | None) -> bool:
-    return expected is None or hashlib.new(algo, data, usedforsecurity=False).hexdigest() == expected.lower()
-
-
-def _cached(url: str, cache_dir: Path, mirror, algo: str | None = None, expected: str | None = None) -> bytes:
-    """Bytes of `url`, from the cache (laid out by URL like the mirror) or fetched into it; a cached file
-    that fails the digest is fetched again."""
-    dest = mirror_path(url, cache_dir)
-    if dest.is_file() and _digest_ok(data := dest.read_bytes(), algo, expected):
-        return data
-    fetch(url, dest, mirror=mirror, progress=False)
-    data = dest.read_bytes()
-    if not _digest_ok(data, algo, expected):
-        dest.unlink()
-        raise ValueError(f"{url}: {algo} mismatch (expected {expected}); the bad copy was removed")
-    return data
-
-
 def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
     """fn(item) on `workers` threads, results in input order, at most 2 x workers items in flight."""
     with ThreadPoolExecutor(workers) as pool:
@@ -326,79 +290,16 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
                 future.cancel()
 
 
-def _norm_license(code) -> str:
-    return re.sub(r"[\s_-]+", "", str(code)).upper()
-
-
-def _truthy(value) -> bool:
-    return str(value).strip().lower() in ("true", "yes", "y", "1")
-
-
-def _pmc_articles(cfg: dict, mirror) -> Iterator[str]:
-    """Article folders 'PMC<id>.<version>' in key order (ListObjectsV2 pages); the highest version per id."""
-    base, token, last = cfg["bucket_url"].rstrip("/"), None, None
-    while True:
-        query = {"list-type": "2", "prefix": cfg["prefix"], "delimiter": "/", "max-keys": str(cfg["page_size"])}
-        if token:
-            query["continuation-token"] = token
-        url = f"{base}/?{urllib.parse.urlencode(query)}"
-        try:
-            page = ET.fromstring(fetch_bytes(url, mirror=mirror))
-        except ET.ParseError as e:
-            raise ValueError(f"{url}: not an S3 ListObjectsV2 answer ({e})") from None
-        for prefix in page.iterfind("{*}CommonPrefixes/{*}Prefix"):
-            m = ARTICLE.fullmatch(prefix.text or "")
-            if m is None:
-                continue
-            pmcid, version = m.group(1), int(m.group(2))
-            if last is not None and last[0] != pmcid:
-                yield f"{last[0]}.{last[1]}"
-            last = (pmcid, max(version, last[1]) if last and last[0] == pmcid else version)
-        token = page.findtext("{*}NextContinuationToken")
-        if page.findtext("{*}IsTruncated") != "true" or not token:
-            break
-    if last is not None:
-        yield f"{last[0]}.{last[1]}"
-
-
-def _pmc_article(article: str, cfg: dict, mirror, cache_dir: Path) -> tuple[str, Document | None]:
-    """('kept', Document), (reason, None), or ('bad', BadDocument) for one article folder."""
-    try:
-        return _pmc_article_unguarded(article, cfg, mirror, cache_dir)
-    except DOCUMENT_ERRORS as err:
-        return "bad", BadDocument("pmc", article, err)
-
-
-def _pmc_article_unguarded(article: str, cfg: dict, mirror, cache_dir: Path) -> tuple[str, Document | None]:
-    base = cfg["bucket_url"].rstrip("/")
-    meta_url = f"{base}/{article}/{article}.json"
-    try:
-        meta = json.loads(_cached(meta_url, cache_dir, mirror))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{meta_url}: metadata is not JSON ({e})") from None
-    for field in ("license_field", "retracted_field"):
-        if cfg[field] not in meta:
-            raise ValueError(f"{meta_url}: no field {cfg[field]!r} ({cfg['key']}.{field}); fields: {sorted(meta)}")
-    license = meta[cfg["license_field"]]
-    if license is None or _norm_license(license) not in {_norm_license(x) for x in cfg["licenses"]}:
-        return "excluded_license", None
-    if _truthy(meta[cfg["retracted_field"]]):
-        return "excluded_retracted", None
-    href = meta.get(RENDITION_FIELD[cfg["format"]], f"{article}/{article}.{cfg['format']}")
-    if not href:
-        return "no_rendition", None
-    parts = urllib.parse.urlsplit(href)  # s3://bucket/KEY?md5=..., https://host/KEY or a bare KEY
-    key = parts.path.lstrip("/") if parts.scheme else parts.path
-    md5 = urllib.parse.parse_qs(parts.query).get("md5", [None])[0]
-    url = f"{base}/{key}"
-    data = _cached(url, cache_dir, mirror, "md5", md5)
-    text = _document_text(data, cfg["format"], url)
-    return "kept", Document("pmc", article, url, hashlib.sha256(data).hexdigest(), text, str(license))
-
-
 def _pmc_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter, exclude: set) -> Iterator[Document]:
     def work(article):
-        return _pmc_article(article, cfg, mirror, cache_dir)
+        try:
+            reason, url, data, license = fetch_article(article, cfg, mirror, cache_dir)
+            if data is None:
+                return reason, None
+            text = _document_text(data, cfg["format"], url)
+        except DOCUMENT_ERRORS as err:
+            return "bad", BadDocument("pmc", article, err)
+        return "kept", Document("pmc", article, url, hashlib.sha256(data).hexdigest(), text, license)
 
     def wanted(article):
         if article in exclude or article.split(".")[0] in exclude:
@@ -407,7 +308,7 @@ def _pmc_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter, exclude:
         return True
 
     kept = 0
-    articles = filter(wanted, _pmc_articles(cfg, mirror))
+    articles = filter(wanted, list_articles(cfg, mirror))
     with contextlib.closing(_ordered_map(work, articles, cfg["concurrency"])) as results:
         for reason, doc in results:
             counts[f"pmc_{reason}"] += 1
@@ -424,7 +325,7 @@ def _url_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter, exclude:
     def work(item):
         url, sha256, fmt = item
         try:
-            data = _cached(url, cache_dir, mirror, "sha256", sha256)
+            data = cached_bytes(url, cache_dir, mirror, "sha256", sha256)
             return Document("urls", url, url, hashlib.sha256(data).hexdigest(), _document_text(data, fmt, url))
         except DOCUMENT_ERRORS as err:
             return BadDocument("urls", url, err)

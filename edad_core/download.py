@@ -12,6 +12,7 @@ listings such as ``?list-type=2&prefix=...`` can be mirrored too. The mirror is 
 
 import contextlib
 import fcntl
+import hashlib
 import http.client
 import importlib.util
 import logging
@@ -236,6 +237,24 @@ def fetch_bytes(url: str, *, mirror=None, retries: int = 5, timeout: float = 60.
             return resp.read()
 
     return _with_retries(url, attempt, retries=retries, backoff=backoff, looked_for=_looked_for(url, root))
+
+
+def _digest_ok(data: bytes, algo: str | None, expected: str | None) -> bool:
+    return expected is None or hashlib.new(algo, data, usedforsecurity=False).hexdigest() == expected.lower()
+
+
+def cached_bytes(url: str, cache_dir: Path, mirror, algo: str | None = None, expected: str | None = None) -> bytes:
+    """Bytes of `url`, from the cache (laid out by URL like the mirror) or fetched into it; a cached file
+    that fails the digest is fetched again."""
+    dest = mirror_path(url, cache_dir)
+    if dest.is_file() and _digest_ok(data := dest.read_bytes(), algo, expected):
+        return data
+    fetch(url, dest, mirror=mirror, progress=False)
+    data = dest.read_bytes()
+    if not _digest_ok(data, algo, expected):
+        dest.unlink()
+        raise ValueError(f"{url}: {algo} mismatch (expected {expected}); the bad copy was removed")
+    return data
 
 
 def _inside(path: str, root: Path) -> bool:

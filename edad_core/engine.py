@@ -62,7 +62,6 @@ import os
 import random
 import re
 import shutil
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -80,8 +79,19 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
-from edad_core.distributed import barrier, destroy_distributed, init_distributed, synchronize
-from edad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir, fsync_tree
+from edad_core.distributed import (
+    barrier,
+    destroy_distributed,
+    init_distributed,
+    synchronize,
+)
+from edad_core.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    fsync_dir,
+    fsync_tree,
+)
 from edad_core.optim import BertAdam, clip_grad_norm_per_tensor_
 
 log = logging.getLogger(__name__)
@@ -400,8 +410,7 @@ class Engine:
         if d.is_main:
             self.truncate_log(work / "metrics.jsonl", start)
             if start:
-                print(f"resuming from {work}/checkpoint-{start} (step {start} of {self.total_steps})",
-                      file=sys.stderr, flush=True)
+                log.info("resuming from %s/checkpoint-%d (step %d of %d)", work, start, start, self.total_steps)
         loader = DataLoader(
             self.dataset, batch_sampler=MicroBatches(self, self.lengths, start), collate_fn=self.collate_fn,
             num_workers=cfg.num_workers, pin_memory=d.device.type == "cuda",
@@ -419,10 +428,10 @@ class Engine:
                 n_losses = len(self.keys[0])
                 state["step"] = step + 1
                 state["tokens"] += values[-1]
-                log = state["log"]
-                log["sums"] = [s + v for s, v in zip(log["sums"] or [0.0] * (len(values) - 1), values[:-1])]
-                log["steps"] += 1
-                log["tokens"] += values[-1]
+                interval = state["log"]
+                interval["sums"] = [s + v for s, v in zip(interval["sums"] or [0.0] * (len(values) - 1), values[:-1])]
+                interval["steps"] += 1
+                interval["tokens"] += values[-1]
                 if (step + 1) % cfg.log_every == 0 or step + 1 == self.total_steps:
                     self.write_log(work / "metrics.jsonl", state, lrs)
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == self.total_steps:
@@ -523,16 +532,16 @@ class Engine:
         return state["train_seconds"] + time.perf_counter() - self.segment_start
 
     def write_log(self, path: Path, state: dict, lrs: dict[str, float]) -> None:
-        log, (loss_keys, metric_keys) = state["log"], self.keys
+        interval, (loss_keys, metric_keys) = state["log"], self.keys
         now = self.train_seconds(state)
         if self.dist.is_main:
-            means = [s / log["steps"] for s in log["sums"]]
+            means = [s / interval["steps"] for s in interval["sums"]]
             record = {"step": state["step"], "epoch": state["step"] / self.steps_per_epoch,
                       "loss": sum(means[: len(loss_keys)]),
                       **{f"loss/{k}": v for k, v in zip(loss_keys, means)},
                       **dict(zip(metric_keys, means[len(loss_keys):])),
                       **{f"lr/{k}": v for k, v in lrs.items()},
-                      "tokens_per_s": log["tokens"] / max(now - log["seconds"], 1e-9)}
+                      "tokens_per_s": interval["tokens"] / max(now - interval["seconds"], 1e-9)}
             with path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         state["log"] = {"sums": None, "steps": 0, "tokens": 0.0, "seconds": now}
@@ -645,7 +654,7 @@ class Engine:
         if state.pop("world_size") == self.dist.world_size:
             set_rng_state(loaded["rng"], self.generator, self.dist.device)
         else:
-            warnings.warn(f"{ckpt} was written by another number of processes: random streams start afresh")
+            log.warning("%s was written by another number of processes: random streams start afresh", ckpt)
             self.seed_all(state["step"])
         del state["data"]
         return state

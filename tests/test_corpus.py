@@ -15,7 +15,6 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pytest
 
-import edad_core.corpus as corpus
 from edad_core.corpus import build_corpus, iter_documents, normalize, split_sentences
 
 FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
@@ -123,7 +122,7 @@ def test_urls_source_on_mirror(mirror, tmp_path, monkeypatch):
     assert [[row[2], row[3]] for row in _manifest(tmp_path / "out")] == expected
     assert stats["documents"] == 6 and stats["documents_by_kind"] == {"urls": 6} and stats["tokens"] > 20_000
     # the cache holds the documents: a second run fetches nothing and writes the same corpus
-    monkeypatch.setattr(corpus, "fetch", lambda *a, **k: pytest.fail("fetched although cached"))
+    monkeypatch.setattr("edad_core.download.fetch", lambda *a, **k: pytest.fail("fetched although cached"))
     assert _build(sources, tmp_path / "again", tmp_path / "cache", mirror=mirror)["sha256"] == stats["sha256"]
 
 
@@ -250,7 +249,7 @@ class _Bucket(http.server.BaseHTTPRequestHandler):
             after = base64.urlsafe_b64decode(q["continuation-token"][0]).decode()
             names = [n for n in names if n > after]
         page, more = names[:max_keys], len(names) > max_keys
-        parts = [f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>fixture</Name>']
+        parts = ['<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>fixture</Name>']
         parts.append(f"<Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount><MaxKeys>{max_keys}</MaxKeys>")
         parts.append(f"<IsTruncated>{'true' if more else 'false'}</IsTruncated>")
         for n in page:

@@ -2,9 +2,9 @@
 
 import argparse
 import json
-import logging
 
 from edad_core.corpus import build_corpus
+from edad_core.log import setup_logging
 
 
 def n_tokens(value: str) -> int | None:
@@ -22,7 +22,7 @@ p.add_argument("--out", required=True, help="corpus text: one sentence per line,
 p.add_argument("--stats", required=True)
 p.add_argument("--manifest", required=True)
 args = p.parse_args()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+setup_logging()
 
 stats = build_corpus(
     args.sources, args.out, args.stats, args.manifest, n_tokens=args.n_tokens, mirror=args.mirror, cache_dir=args.cache_dir,

@@ -2,8 +2,8 @@
 
 import argparse
 import json
-import logging
 
+from edad_core.log import setup_logging
 from edad_core.ner_data import prepare_ner_dataset
 
 p = argparse.ArgumentParser(description=__doc__)
@@ -17,7 +17,7 @@ p.add_argument("--max-sentences", type=int, default=None)
 p.add_argument("--download-dir", required=True)
 p.add_argument("--out-dir", required=True)
 args = p.parse_args()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+setup_logging()
 
 summary = prepare_ner_dataset(
     args.dataset,

@@ -2,8 +2,8 @@
 
 import argparse
 import json
-import logging
 
+from edad_core.log import setup_logging
 from edad_core.pretrain_data import create_examples
 
 p = argparse.ArgumentParser(description=__doc__)
@@ -18,7 +18,7 @@ p.add_argument("--seed", type=int, required=True)
 p.add_argument("--chunk-sentences", type=int, required=True)
 p.add_argument("--num-proc", type=int, required=True)
 args = p.parse_args()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+setup_logging()
 
 meta = create_examples(
     args.corpus, args.tokenizer_dir, args.out_dir, max_seq_length=args.max_seq_length,

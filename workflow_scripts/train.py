@@ -4,6 +4,7 @@ description the workflow builds (rules/common.smk `run_description`; see edad_co
 import argparse
 import json
 
+from edad_core.log import setup_logging
 from edad_core.stages import run_training
 
 p = argparse.ArgumentParser(description=__doc__)
@@ -14,6 +15,7 @@ p.add_argument("--tokenizer", required=True, help="tokenizer folder (vocab.txt)"
 p.add_argument("--output", required=True, help="folder for the final models, metrics.jsonl, train_summary.json")
 p.add_argument("--work", required=True, help="checkpoint folder (kept across failed runs: resume)")
 args = p.parse_args()
+setup_logging()
 
 summary = run_training(args.description, data_dir=args.data, tokenizer_dir=args.tokenizer, output_dir=args.output,
                        work_dir=args.work)

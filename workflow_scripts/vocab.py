@@ -2,10 +2,14 @@
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
-from edad_core.vocab import build_base_vocab, build_domain_only_vocab, build_extended_vocab
+from edad_core.log import setup_logging
+from edad_core.vocab import (
+    build_base_vocab,
+    build_domain_only_vocab,
+    build_extended_vocab,
+)
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("kind", choices=["base", "extended", "domain"])
@@ -18,7 +22,7 @@ p.add_argument("--domain-size", type=int, help="domain: vocab.domain_only_size")
 p.add_argument("--min-frequency", type=int, help="extended, domain: vocab.min_frequency")
 p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, required=True, help="vocab.lowercase")
 args = p.parse_args()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+setup_logging()
 if args.kind != "domain" and not args.base:
     p.error(f"{args.kind} needs --base")
 if args.kind != "base" and not args.corpus:
