@@ -1,7 +1,11 @@
 """JATS XML -> text (edad_core.jats): a real PLOS article of the mirror and a hand-written file with every element kind."""
 
+import html
 import html.entities
+import random
 import re
+import string
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -126,3 +130,24 @@ def test_not_an_article():
 )
 def test_numeric_citations(raw, clean):
     assert strip_numeric_citations(raw) == clean
+
+
+def test_entities_are_refused_in_any_encoding():
+    doc = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE article [<!ENTITY x "SMUGGLED">]>' \
+          "<article><body><p>Text &x;.</p></body></article>"
+    with pytest.raises(ValueError, match=r"u16\.xml: refusing .*<!ENTITY"):
+        jats_to_text(doc.encode("utf-16"), "u16.xml")
+    laughs = '<!DOCTYPE article [<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>' \
+             "<article><body><p>&b;</p></body></article>"
+    with pytest.raises(ValueError, match=r"laughs\.xml: refusing"):
+        jats_to_text(laughs.encode(), "laughs.xml")
+    plain = '<?xml version="1.0" encoding="UTF-16"?><article><body><p>Caf\u00e9 text.</p></body></article>'
+    assert jats_to_text(plain.encode("utf-16"), "ok.xml") == "Caf\u00e9 text."
+
+
+@pytest.mark.parametrize("text", [" " * 1_000_000 + "[1]", "".join(random.Random(0).choices(string.ascii_letters + string.punctuation + " \n\t[]()0123", k=1_000_000))])
+def test_cleaning_is_linear(text):
+    start = time.perf_counter()
+    strip_numeric_citations(text)
+    jats_to_text(f"<article><body><p>{html.escape(text)}</p></body></article>".encode(), "big.xml")
+    assert time.perf_counter() - start < 3  # a quadratic scan of a 1 MB whitespace run takes about an hour
