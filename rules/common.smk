@@ -5,6 +5,7 @@ import os
 import re
 
 from edad_core.engine import TrainConfig
+from edad_core.ner_data import benchmark_files
 
 RESULTS = config["results"]
 WORK = config["work"]
@@ -106,8 +107,24 @@ def timing_targets():
     return [f"{RESULTS}/timing/{run}/repeat{k}/train_summary.json" for run in runs for k in repeats]
 
 
+def ner_dataset_spec(item):
+    """(name, spec) of one `ner.datasets` entry: a benchmark name under ner.base_url (sha256 pinned in
+    ner.sha256), or a user's dataset {name, train, devel, test, [token_column, tag_column, sha256]}."""
+    ner = config["ner"]
+    if isinstance(item, str):
+        files = benchmark_files(ner["base_url"], item, ner["splits"])
+        sha256 = {s: (ner["sha256"] or {}).get(f"{item}/{s}.tsv") for s in ner["splits"]}
+        return item, {"files": files, "sha256": sha256, "token_column": 0, "tag_column": -1}
+    files = {s: item[s] for s in ner["splits"]}
+    return item["name"], {"files": files, "sha256": {s: (item.get("sha256") or {}).get(s) for s in ner["splits"]},
+                          "token_column": item.get("token_column", 0), "tag_column": item.get("tag_column", -1)}
+
+
+NER_DATASETS = dict(ner_dataset_spec(item) for item in config["ner"]["datasets"])
+
+
 def ner_targets():
-    return [f"{RESULTS}/ner/{d}/labels.json" for d in config["ner"]["datasets"]]
+    return [f"{RESULTS}/ner/{d}/labels.json" for d in NER_DATASETS]
 
 
 def final_targets():

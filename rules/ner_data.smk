@@ -1,4 +1,5 @@
-# Stage 1: the NER benchmarks at the pinned commit -> validated TSV files and a label/statistics summary.
+# Stage 1: the NER datasets (the paper's benchmarks at the pinned commit, or a user's own files) -> validated
+# TSV files and a label/statistics summary.
 
 
 rule ner_data:
@@ -8,16 +9,10 @@ rule ner_data:
         tsv=expand("{results}/ner/{{dataset}}/{split}.tsv", results=RESULTS, split=config["ner"]["splits"]),
         labels=f"{RESULTS}/ner/{{dataset}}/labels.json",
     params:
-        base_url=config["ner"]["base_url"],
-        splits=config["ner"]["splits"],
-        sha256=lambda w: as_json(  # {split: pinned hex or null}
-            {s: (config["ner"]["sha256"] or {}).get(f"{w.dataset}/{s}.tsv") for s in config["ner"]["splits"]}
-        ),
+        spec=lambda w: as_json(NER_DATASETS[w.dataset]),
         mirror=MIRROR,
-        repair="--repair" if config["ner"]["repair_iob"] else "",
-        max_sentences=(
-            f"--max-sentences {config['ner']['max_sentences']}" if config["ner"]["max_sentences"] else ""
-        ),
+        repair=str(config["ner"]["repair_iob"]).lower(),
+        max_sentences=config["ner"]["max_sentences"] or "all",
         download_dir=f"{WORK}/downloads/ner/{{dataset}}",
         out_dir=f"{RESULTS}/ner/{{dataset}}",
     log:
@@ -25,12 +20,11 @@ rule ner_data:
     benchmark:
         f"{RESULTS}/benchmarks/ner_data/{{dataset}}.tsv"
     wildcard_constraints:
-        dataset="[^/]+",
+        dataset=alternatives(NER_DATASETS),
     threads: 1
     conda:
         CONDA_ENV
     shell:
-        "python {input.script} --dataset {wildcards.dataset:q} --base-url {params.base_url:q}"
-        " --splits {params.splits} --sha256 {params.sha256:q} --mirror {params.mirror:q}"
-        " {params.repair} {params.max_sentences}"
-        " --download-dir {params.download_dir:q} --out-dir {params.out_dir:q} > {log} 2>&1"
+        "python {input.script:q} --dataset {wildcards.dataset:q} --spec {params.spec:q} --mirror={params.mirror:q}"
+        " --repair {params.repair:q} --max-sentences {params.max_sentences:q}"
+        " --download-dir {params.download_dir:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"

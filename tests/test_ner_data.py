@@ -11,6 +11,7 @@ from edad_core.download import DownloadError
 from edad_core.files import sha256_file
 from edad_core.ner_data import (
     NerFormatError,
+    benchmark_files,
     label_names,
     load_ner_dataset,
     prepare_ner_dataset,
@@ -36,8 +37,9 @@ BASE = "https://example.org/ner"
 GOOD = "a\tB-X\nb\tI-X\n\nc\tO\n"
 
 BAD = [  # (content, line of the error, message part)
-    ("a\tO\nb\tO\textra\n", 2, "2 tab-separated columns"),
-    ("a O\n", 1, "got 1"),
+    ("a\tO\nb\tO\textra\n", 2, "expected 2 columns .TOKEN ... TAG., got 3"),
+    ("a\tO\nlonely\n", 2, "got 1"),
+    ("a\tO\nAspirin \tB-Chemical\n", 2, "leading or trailing whitespace .'Aspirin '"),
     ("a\tO\n\n\tO\n", 3, "empty token"),
     ("a\tO\n \tB-X\n", 2, "empty token"),
     ("a\tB_X\n", 1, "unknown tag 'B_X'"),
@@ -74,7 +76,8 @@ def test_bad_input_names_file_and_line_and_writes_nothing(tmp_path, content, lin
     out = tmp_path / "out"
     with pytest.raises(NerFormatError, match=rf"{tmp_path / 'dl' / 'test.tsv'}:{line}:"):
         prepare_ner_dataset(
-            "DS", base_url=BASE, splits=SPLITS, out_dir=out, download_dir=tmp_path / "dl", mirror=mirror, progress=False
+            "DS", files=benchmark_files(BASE, "DS", SPLITS), out_dir=out, download_dir=tmp_path / "dl", mirror=mirror,
+            progress=False,
         )
     assert not out.exists()
 
@@ -144,7 +147,7 @@ def test_stage_rejects_wrong_sha256(tmp_path):
     mirror = local_mirror(tmp_path / "m", "DS", {s: GOOD for s in SPLITS})
     with pytest.raises(DownloadError, match="sha256 mismatch"):
         prepare_ner_dataset(
-            "DS", base_url=BASE, splits=SPLITS, out_dir=tmp_path / "out", download_dir=tmp_path / "dl",
+            "DS", files=benchmark_files(BASE, "DS", SPLITS), out_dir=tmp_path / "out", download_dir=tmp_path / "dl",
             sha256={"devel": "0" * 64}, mirror=mirror, progress=False,
         )  # fmt: skip
     assert not (tmp_path / "out").exists()
@@ -152,9 +155,10 @@ def test_stage_rejects_wrong_sha256(tmp_path):
 
 def test_script_end_to_end_on_mirror(mirror, tmp_path):
     dataset, out = "BC5CDR-IOB", tmp_path / "results" / "ner" / "BC5CDR-IOB"
-    pins = json.dumps({s: CONFIG["sha256"][f"{dataset}/{s}.tsv"] for s in SPLITS})
+    spec = {"files": benchmark_files(CONFIG["base_url"], dataset, SPLITS), "token_column": 0, "tag_column": -1,
+            "sha256": {s: CONFIG["sha256"][f"{dataset}/{s}.tsv"] for s in SPLITS}}
     cmd = [sys.executable, str(PROJECT / "workflow_scripts" / "ner_data.py"), "--dataset", dataset,
-           "--base-url", CONFIG["base_url"], "--splits", *SPLITS, "--sha256", pins, "--mirror", str(mirror),
+           "--spec", json.dumps(spec), "--mirror", str(mirror), "--repair", "false",
            "--max-sentences", "50", "--download-dir", str(tmp_path / "dl"), "--out-dir", str(out)]  # fmt: skip
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT), "HOME": str(tmp_path)}  # no EDAD_MIRROR, no network
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
@@ -174,3 +178,29 @@ def test_script_end_to_end_on_mirror(mirror, tmp_path):
             t: sum(line.endswith(f"\tB-{t}") for line in lines) for t in ("Chemical", "Disease")
         }
         assert stats["entities"]["Chemical"] > 0 and stats["entities"]["Disease"] > 0
+
+
+def test_reader_strips_a_bom_names_undecodable_bytes_and_reads_conll2003_columns(tmp_path):
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes("\ufeff-DOCSTART-\tO\n\nAspirin\tB-Chemical\n".encode())
+    assert read_iob(bom) == [(["Aspirin"], ["B-Chemical"])]  # the BOM does not turn -DOCSTART- into a sentence
+    bad = tmp_path / "latin1.tsv"
+    bad.write_bytes(b"a\tO\n\ncaf\xe9\tO\n")
+    with pytest.raises(NerFormatError, match=r"latin1\.tsv:3: not UTF-8"):
+        read_iob(bad)
+    conll = tmp_path / "conll.txt"  # CoNLL-2003: token, POS, chunk, NE tag, space-separated
+    conll.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n")
+    assert read_iob(conll) == [(["EU", "rejects", "German"], ["B-ORG", "O", "B-MISC"])]
+    assert read_iob(conll, tag_column=2) == [(["EU", "rejects", "German"], ["B-NP", "B-VP", "B-NP"])]
+
+
+def test_a_users_dataset_by_paths_in_four_column_conll(tmp_path):
+    rows = "-DOCSTART- -X- -X- O\n\nAspirin NN B-NP B-Chem\ncures VBZ B-VP O\npain NN B-NP B-Dis\n\n"
+    files = {}
+    for split in SPLITS:
+        files[split] = str(tmp_path / f"{split}.conll")
+        Path(files[split]).write_text(rows)
+    summary = prepare_ner_dataset("Mine", files=files, out_dir=tmp_path / "out", download_dir=tmp_path / "dl",
+                                  progress=False)
+    assert summary["label_names"] == ["O", "B-Chem", "I-Chem", "B-Dis", "I-Dis"]
+    assert (tmp_path / "out" / "train.tsv").read_text() == "Aspirin\tB-Chem\ncures\tO\npain\tB-Dis\n\n"

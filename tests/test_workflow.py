@@ -2,6 +2,7 @@
 teacher, four CRAFT articles of the mirror, a few steps per training run)."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -155,3 +156,26 @@ def test_paths_with_spaces_and_shell_syntax_reach_rules_quoted(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (workdir / "out dir" / "$(touch PWNED)" / "vocab" / "base" / "vocab.txt").is_file()
     assert not list(tmp_path.rglob("PWNED"))  # nothing was executed
+
+
+def test_a_users_ner_dataset_runs_through_the_rule(tmp_path):
+    for split in ("train", "devel", "test"):  # CoNLL-2003 layout: token, POS, chunk, tag
+        (tmp_path / f"{split}.txt").write_text("Aspirin NN B-NP B-Chem\ncures VBZ B-VP O\npain NN B-NP B-Dis\n\n")
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text("ner:\n  datasets:\n    - BC5CDR-IOB\n    - {name: Mine, " + ", ".join(
+        f"{s}: {tmp_path / f'{s}.txt'}" for s in ("train", "devel", "test")) + "}\n")
+    out = snakemake(tmp_path, "results/smoke/ner/Mine/labels.json", "--configfile", str(SMOKE), str(overlay))
+    assert out.returncode == 0, out.stderr[-3000:]
+    labels = json.loads((tmp_path / "results/smoke/ner/Mine/labels.json").read_text())
+    assert labels["label_names"] == ["O", "B-Chem", "I-Chem", "B-Dis", "I-Dis"]
+
+
+def test_every_shell_interpolation_is_quoted():
+    """{...} in a rule's shell string is quoted with :q, except the launcher (a fixed command built from an
+    integer) and {threads}."""
+    unquoted = []
+    for rules in (PROJECT / "rules").glob("*.smk"):
+        for shell in re.findall(r"shell:\s*((?:\s*\"[^\"]*\")+)", rules.read_text()):
+            unquoted += [f"{rules.name}: {m}" for m in re.findall(r"\{[^{}]+\}", shell)
+                         if not m.endswith(":q}") and m not in ("{threads}", "{params.launch}")]
+    assert not unquoted, unquoted
