@@ -24,34 +24,9 @@ Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or
   Keys must be the same at every step. The step_fn runs under autocast.
 - `ctx` (`StepContext`): `step` (0-based optimizer step), `epoch`, `micro_step`, `total_steps`, `generator` (on
   the device, seeded per rank from cfg.seed, checkpointed), `device`, `rank`, `world_size`.
-- Batching: accumulation = batch_size / (per_device_batch_size x world_size), exactly. Each epoch is a
-  permutation from (seed, epoch) cut into global batches; the last incomplete batch is dropped, so
-  total_steps = max_steps or round(epochs x (len(dataset) // batch_size)). A global batch is split into
-  per-device slices, rank r taking slice a*world_size + r at micro-step a: the examples of a global batch do not
-  depend on the world size, and a run on N processes equals a single-process run with the same batch_size. Each
-  micro-batch loss is scaled by 1/accumulation (a mean of per-micro-batch means). group_by_length (needs
-  `lengths`): inside chunks of 50 global batches the examples are sorted longest first, then batches shuffled.
-- Checkpoints (every checkpoint_every steps and at the end) go to work_dir/checkpoint-<step>/ (written to a temp
-  dir, then renamed; the last 2 kept while the run is in progress; when it ends, only the final one, or none with
-  keep_final_checkpoint false): model-<name>.safetensors (the trainable parameters only), trainer.pt (optimizer, scheduler and GradScaler
-  states), rng-<rank>.pt (python, numpy, torch, CUDA and ctx-generator states of each rank) and state.json
-  (data position, counters, logging accumulators). All load with torch.load(weights_only=True). train() resumes
-  from the newest complete checkpoint; on CPU a resumed run is bit-identical to an uninterrupted one. Changing
-  batch_size, seed, group_by_length, optimizer or the dataset size in between is an error; another world size
-  resumes with fresh random streams (a warning).
-- Optimisation: lr_schedule "constant", or "linear_warmup" (ceil(warmup_ratio x total_steps) warmup steps, then
-  linear decay to 0); gradients clipped (after GradScaler's unscale) to max_grad_norm per model (clip_mode
-  "global") or per parameter tensor ("per_tensor", BERT's); precision "auto" = bf16 autocast on GPUs that
-  support it, else fp16 autocast + GradScaler on GPU, fp32 on CPU.
-- A non-finite loss on any rank raises NonFiniteLossError before the optimizer step: no checkpoint of the bad
-  state is written.
-- Logs: every log_every steps rank 0 appends a line to work_dir/metrics.jsonl (step = optimizer steps done,
-  epoch, loss and loss/<name>, metrics, lr/<name>: averaged over the interval and the ranks; tokens_per_s,
-  tokens = attention_mask sum, else input_ids elements, else 0). The log lives in work_dir so that it survives a
-  failed job; at the end it is copied to output_dir/metrics.jsonl next to output_dir/train_summary.json
-  (train_seconds = synchronised training-loop time summed over resumed segments, checkpoint writing excluded;
-  steps, tokens, examples, params per model, world_size, precision, batch sizes, and `choices`: the settings of
-  CHOICE_KEYS). Only rank 0 writes files.
+Batching, checkpoints, optimisation and logs are described where they are done: `epoch_batches` /
+`MicroBatches`, `Engine.save_checkpoint` / `Engine.resume`, `Engine.optimizer_step`, `Engine.write_log` and
+`Engine.train`. Only rank 0 writes files.
 """
 
 import contextlib
@@ -218,7 +193,10 @@ def make_scheduler(optimizer, schedule: str, warmup_ratio: float, total_steps: i
 
 
 def epoch_batches(n_examples: int, batch_size: int, seed: int, epoch: int, lengths=None) -> np.ndarray:
-    """Example indices of one epoch's global batches, shape (n_examples // batch_size, batch_size)."""
+    """Example indices of one epoch's global batches, shape (n_examples // batch_size, batch_size): a
+    permutation from (seed, epoch) cut into global batches, the last incomplete one dropped (so total_steps =
+    max_steps or round(epochs x (len(dataset) // batch_size))). With `lengths` (group_by_length), inside chunks of
+    MEGABATCH global batches the examples are sorted longest first, then the batches are shuffled."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n_examples)
     if lengths is not None:
@@ -230,7 +208,11 @@ def epoch_batches(n_examples: int, batch_size: int, seed: int, epoch: int, lengt
 
 
 class MicroBatches:
-    """This rank's micro-batches (lists of example indices) for optimizer steps start..total_steps-1."""
+    """This rank's micro-batches (lists of example indices) for optimizer steps start..total_steps-1.
+    Accumulation = batch_size / (per_device_batch_size x world_size), exactly; rank r takes slice
+    a * world_size + r of a global batch at micro-step a, so the examples of a global batch do not depend on the
+    world size and N processes equal one process with the same batch_size (each micro-batch loss is scaled by
+    1 / accumulation: a mean of per-micro-batch means)."""
 
     def __init__(self, engine: "Engine", lengths, start: int):
         self.e, self.lengths, self.start = engine, lengths, start
@@ -511,7 +493,12 @@ class Engine:
                              f"{self.keys[0]} and {self.keys[1]} before: the keys must stay the same")
 
     def optimizer_step(self) -> dict[str, float]:
-        """Clip and step every trainable model; returns the learning rate each one used."""
+        """Clip (after GradScaler's unscale) to max_grad_norm per model (clip_mode "global") or per parameter
+        tensor ("per_tensor", BERT's) and step every trainable model; returns the learning rate each one used.
+        lr_schedule "constant", or "linear_warmup" (ceil(warmup_ratio x total_steps) warmup steps, then linear
+        decay to 0). Precision "auto" = bf16 autocast on GPUs that support it, else fp16 + GradScaler, fp32 on
+        CPU. A non-finite loss on any rank has already raised NonFiniteLossError (forward_backward): no
+        checkpoint of a bad state is ever written."""
         for name, opt in self.optimizers.items():
             if self.cfg.max_grad_norm is not None:
                 self.scaler.unscale_(opt)  # clip the true gradients
@@ -532,6 +519,12 @@ class Engine:
         return state["train_seconds"] + time.perf_counter() - self.segment_start
 
     def write_log(self, path: Path, state: dict, lrs: dict[str, float]) -> None:
+        """Every log_every steps, one line of work_dir/metrics.jsonl (rank 0): step (optimizer steps done), epoch,
+        loss and loss/<name>, metrics, lr/<name>, averaged over the interval and the ranks; tokens_per_s
+        (tokens = attention_mask sum, else input_ids elements). It lives in work_dir so that it survives a failed
+        job; train() copies it to output_dir at the end, beside train_summary.json (train_seconds = synchronised
+        training-loop time over resumed segments, checkpoint writing excluded; steps, tokens, examples, params,
+        world_size, precision, batch sizes, and `choices`: the settings of CHOICE_KEYS)."""
         interval, (loss_keys, metric_keys) = state["log"], self.keys
         now = self.train_seconds(state)
         if self.dist.is_main:
@@ -572,6 +565,14 @@ class Engine:
         return {**{k: getattr(self.cfg, k) for k in DATA_KEYS}, "n_examples": self.n_examples}
 
     def save_checkpoint(self, work: Path, state: dict) -> None:
+        """work_dir/checkpoint-<step>/ (every checkpoint_every steps and at the end), written in a temp folder,
+        fsynced and renamed; the newest two are kept while the run is in progress (train() prunes to the final
+        one, or none, at the end). model-<name>.safetensors (trainable parameters only), trainer.pt (optimizer,
+        scheduler and GradScaler states), rng-<rank>.pt (python, numpy, torch, CUDA and ctx-generator states of
+        each rank), state.json (data position, counters, logging accumulators); all load with
+        torch.load(weights_only=True). On CPU a resumed run is bit-identical to an uninterrupted one; changing
+        batch_size, seed, group_by_length, optimizer or the dataset size in between is an error, another world
+        size resumes with fresh random streams."""
         d = self.dist
         synchronize(d.device)
         state["train_seconds"] = self.train_seconds(state)  # the clock stops while the checkpoint is written
