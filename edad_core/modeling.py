@@ -111,6 +111,7 @@ class ExBertForPreTrainingOutput(ModelOutput):
 
 @dataclass
 class ExBertTokenClassifierOutput(ModelOutput):
+    loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attention_scores: dict[int, torch.Tensor] | None = None
@@ -453,13 +454,21 @@ class ExBertForTokenClassification(ExBertPreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attention_scores: Collection[int] = (),
     ) -> ExBertTokenClassifierOutput:
+        """`labels` (batch, length; -100 = ignored) adds the token-level cross-entropy `loss`, as transformers'
+        BertForTokenClassification does."""
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         output_hidden_states=output_hidden_states, output_attention_scores=output_attention_scores)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
         return ExBertTokenClassifierOutput(
-            logits=self.classifier(self.dropout(out.last_hidden_state)),
+            loss=loss,
+            logits=logits,
             hidden_states=out.hidden_states,
             attention_scores=out.attention_scores,
         )

@@ -1,0 +1,263 @@
+"""NER fine-tuning and evaluation of any BERT-family model on the engine (docs/design.md decisions 3 and 7).
+
+    result = finetune_and_evaluate(name="exBERT", source="results/train/adapt_exbert/teacher", role="teacher",
+                                   dataset="BC5CDR-IOB", data_dir="results/ner/BC5CDR-IOB", seed=1,
+                                   settings=config["finetune"], output_dir=..., work_dir=...)
+
+`source`: a folder the workflow made (model_type exbert), a local plain BERT folder, a hub id, or
+`pkg:<module>/<path>`; the tokenizer comes from the same place. `data_dir`: train/devel/test.tsv and labels.json
+as rule ner_data writes them. `settings` (config `finetune`): epochs {teacher, student}, lr, batch_size,
+per_device_batch_size, weight_decay, warmup_ratio, max_length, group_by_length, precision, seqeval_mode,
+seqeval_scheme, keep_model, log_every, checkpoint_every.
+
+- Labels go on the first sub-word of each word (-100 on the other pieces and the specials); a word that the
+  tokenizer turns into no piece becomes [UNK], so every word has a first piece.
+- A sentence longer than the window (max_length pieces with [CLS] and [SEP]) is cut into windows of whole words,
+  each next window starting where half of the previous one's pieces remain; every word is owned by the window
+  where it has the most context (its distance in pieces to the nearer window edge is largest), and only there
+  is it trained and predicted: every word gets exactly one prediction.
+- Training: the engine (AdamW, weight decay 0.01 except biases and LayerNorm, 10% warmup + linear decay,
+  dynamic padding, length-grouped batches); the seed fixes the head's init, dropout and data order.
+- Evaluation of the last-epoch model on devel and test: seqeval entity-level P/R/F1 (overall and per type), the
+  token-level macro F1 over first sub-words with O as a class (the authors' metric), and the predictions as
+  CoNLL text (token, gold, predicted) that conlleval can rescore.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB1, IOB2, IOBES
+from torch.nn.utils.rnn import pad_sequence
+from transformers import AutoConfig, AutoTokenizer
+
+from edad_core.download import resolve_model
+from edad_core.engine import Engine, TrainConfig
+from edad_core.files import atomic_write_json, atomic_write_text
+from edad_core.modeling import ExBertForTokenClassification
+from edad_core.ner_data import read_iob
+
+log = logging.getLogger(__name__)
+
+SCHEMES = {"IOB1": IOB1, "IOB2": IOB2, "IOBES": IOBES}
+SPLITS = ("train", "devel", "test")
+
+
+@dataclass
+class Window:
+    """One model input: a sentence's words [start, end) and the words it owns (predicts)."""
+
+    sentence: int
+    input_ids: list[int]
+    first_piece: list[int]  # position in input_ids of each word's first piece (words start .. end-1)
+    start: int
+    owned: range  # word indices this window predicts
+
+
+def word_pieces(tokenizer, sentences: list[list[str]]) -> list[list[list[int]]]:
+    """Piece ids per word per sentence (one fast-tokenizer call); a word without pieces becomes [UNK]."""
+    encoded = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
+    out = []
+    for i, words in enumerate(sentences):
+        pieces = [[] for _ in words]
+        for piece, word in zip(encoded["input_ids"][i], encoded.word_ids(i)):
+            pieces[word].append(piece)
+        out.append([p or [tokenizer.unk_token_id] for p in pieces])
+    return out
+
+
+def windows(pieces: list[list[int]], budget: int) -> list[tuple[int, int]]:
+    """Word spans [start, end) of at most `budget` pieces covering the sentence; the next starts where half of the
+    previous one's pieces remain (a single word longer than the budget is a window of its own, cut)."""
+    counts = [len(p) for p in pieces]
+    spans, start, n = [], 0, len(pieces)
+    while True:
+        end, used = start, 0
+        while end < n and (used + counts[end] <= budget or end == start):
+            used += counts[end]
+            end += 1
+        spans.append((start, end))
+        if end == n:
+            return spans
+        nxt, rest = end, 0
+        while nxt - 1 > start and rest + counts[nxt - 1] <= budget // 2:
+            nxt -= 1
+            rest += counts[nxt]
+        start = nxt
+
+
+def encode(tokenizer, sentences: list[list[str]], max_length: int) -> list[Window]:
+    """The windows of every sentence, with each word owned by the window where it has the most context."""
+    budget = max_length - 2
+    result = []
+    for s, pieces in enumerate(word_pieces(tokenizer, sentences)):
+        spans = windows(pieces, budget)
+        best = {}  # word -> (context, window index)
+        built = []
+        for k, (start, end) in enumerate(spans):
+            ids, first = [tokenizer.cls_token_id], []
+            for w in range(start, end):
+                first.append(len(ids))
+                ids.extend(pieces[w][: budget - len(ids) + 1])
+            ids = ids[: budget + 1] + [tokenizer.sep_token_id]
+            last = len(ids) - 2
+            for w, pos in zip(range(start, end), first):
+                context = min(pos - 1, last - pos)
+                if w not in best or context > best[w][0]:
+                    best[w] = (context, k)
+            built.append((start, end, ids, first))
+        for k, (start, end, ids, first) in enumerate(built):
+            owned = [w for w in range(start, end) if best[w][1] == k]
+            result.append(Window(s, ids, first, start, range(owned[0], owned[-1] + 1) if owned else range(0)))
+    return result
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Windows with labels on the first piece of each owned word."""
+
+    def __init__(self, windows_: list[Window], tags: list[list[int]]):
+        self.items = []
+        for win in windows_:
+            labels = [-100] * len(win.input_ids)
+            for w in win.owned:
+                labels[win.first_piece[w - win.start]] = tags[win.sentence][w]
+            self.items.append((torch.tensor(win.input_ids), torch.tensor(labels)))
+        self.lengths = np.array([len(ids) for ids, _ in self.items])
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def collate(examples, pad_id: int) -> dict[str, torch.Tensor]:
+    """Dynamic padding to the longest example of the batch."""
+    ids = pad_sequence([ids for ids, _ in examples], batch_first=True, padding_value=pad_id)
+    mask = pad_sequence([torch.ones_like(ids) for ids, _ in examples], batch_first=True)
+    labels = pad_sequence([lab for _, lab in examples], batch_first=True, padding_value=-100)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def token_step(models, batch, ctx):
+    out = models["model"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    return {"model": out.loss}, {}
+
+
+def load_model(source: str, labels: list[str]) -> tuple[ExBertForTokenClassification, object]:
+    """A token-classification model with a fresh head of len(labels) classes, and its tokenizer."""
+    folder = resolve_model(source)
+    head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    if AutoConfig.from_pretrained(folder).model_type == "exbert":
+        model = ExBertForTokenClassification.from_pretrained(folder, **head)
+    else:
+        model = ExBertForTokenClassification.from_bert(folder, **head)
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+@torch.no_grad()
+def predict(model, windows_: list[Window], sentences: list[list[str]], batch_size: int, device, pad_id: int
+            ) -> list[list[int]]:
+    """One label id per word of every sentence, each from the window that owns it (longest inputs first)."""
+    model.eval()
+    preds = [[-1] * len(words) for words in sentences]
+    order = sorted(range(len(windows_)), key=lambda i: -len(windows_[i].input_ids))
+    for b in range(0, len(order), batch_size):
+        chunk = [windows_[i] for i in order[b : b + batch_size]]
+        ids = pad_sequence([torch.tensor(w.input_ids) for w in chunk], batch_first=True,
+                           padding_value=pad_id).to(device)
+        mask = pad_sequence([torch.ones(len(w.input_ids), dtype=torch.long) for w in chunk], batch_first=True)
+        best = model(input_ids=ids, attention_mask=mask.to(device)).logits.argmax(-1).cpu()
+        for row, win in enumerate(chunk):
+            for w in win.owned:
+                preds[win.sentence][w] = int(best[row, win.first_piece[w - win.start]])
+    return preds
+
+
+def token_macro_f1(gold: list[int], pred: list[int], n_labels: int) -> float:
+    """Macro F1 over labelled first sub-words with O as a class (scikit-learn's f1_score(average="macro") over
+    the classes present in gold or predictions)."""
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    f1s = []
+    for c in range(n_labels):
+        tp, fp, fn = np.sum((pred == c) & (gold == c)), np.sum((pred == c) & (gold != c)), np.sum((pred != c) & (gold == c))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+def evaluate(gold_tags: list[list[str]], pred_tags: list[list[str]], labels: list[str], mode, scheme) -> dict:
+    report = classification_report(gold_tags, pred_tags, mode=mode, scheme=SCHEMES[scheme] if mode else None,
+                                   output_dict=True, zero_division=0)
+    micro = report["micro avg"]
+    index = {l: i for i, l in enumerate(labels)}
+    flat_gold = [index[t] for tags in gold_tags for t in tags]
+    flat_pred = [index[t] for tags in pred_tags for t in tags]
+    return {
+        "entity": {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
+                   "per_type": {t: {"precision": r["precision"], "recall": r["recall"], "f1": r["f1-score"],
+                                    "support": int(r["support"])}
+                                for t, r in report.items() if not t.endswith(" avg")}},
+        "token_macro_f1": token_macro_f1(flat_gold, flat_pred, len(labels)),
+    }
+
+
+def conll(sentences, gold_tags, pred_tags) -> str:
+    return "".join("".join(f"{w} {g} {p}\n" for w, g, p in zip(*s)) + "\n" for s in zip(sentences, gold_tags, pred_tags))
+
+
+def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, data_dir, seed: int, settings: dict,
+                          output_dir, work_dir) -> dict:
+    output_dir, work_dir = Path(output_dir), Path(work_dir)
+    labels = json.loads((Path(data_dir) / "labels.json").read_text())["label_names"]
+    index = {l: i for i, l in enumerate(labels)}
+    splits = {s: read_iob(Path(data_dir) / f"{s}.tsv") for s in SPLITS}
+    torch.manual_seed(seed)  # the head's initialisation
+    model, tokenizer = load_model(source, labels)
+    max_length = settings["max_length"]
+    encoded = {s: encode(tokenizer, [w for w, _ in sents], max_length) for s, sents in splits.items()}
+    train_set = TokenDataset(encoded["train"], [[index[t] for t in tags] for _, tags in splits["train"]])
+    cfg = TrainConfig(
+        output_dir=str(output_dir), work_dir=str(work_dir), lr=settings["lr"], epochs=settings["epochs"][role],
+        batch_size=settings["batch_size"], per_device_batch_size=settings["per_device_batch_size"],
+        lr_schedule="linear_warmup", warmup_ratio=settings["warmup_ratio"], weight_decay=settings["weight_decay"],
+        precision=settings["precision"], checkpoint_every=settings["checkpoint_every"],
+        log_every=settings["log_every"], seed=seed, group_by_length=settings["group_by_length"],
+        keep_final_checkpoint=False)
+    pad_id = tokenizer.pad_token_id
+    with Engine(cfg, {"model": model}, ["model"], train_set, lambda b: collate(b, pad_id), token_step,
+                lengths=train_set.lengths) as engine:
+        summary = engine.train()
+        if not engine.is_main:
+            return summary
+        device = engine.dist.device
+    result = {"name": name, "source": source, "role": role, "dataset": dataset, "seed": seed,
+              "epochs": settings["epochs"][role], "params": sum(p.numel() for p in model.parameters()),
+              "train_seconds": summary["train_seconds"],
+              "train_examples_per_s": len(train_set) * cfg.epochs / summary["train_seconds"],
+              "settings": settings, "metrics": {}, "skipped": None}
+    for split in ("devel", "test"):
+        words = [w for w, _ in splits[split]]
+        gold = [tags for _, tags in splits[split]]
+        start = time.perf_counter()
+        pred_ids = predict(model, encoded[split], words, settings["per_device_batch_size"], device, pad_id)
+        result[f"{split}_inference_seconds"] = time.perf_counter() - start
+        pred = [[labels[i] for i in row] for row in pred_ids]
+        result["metrics"][split] = evaluate(gold, pred, labels, settings["seqeval_mode"], settings["seqeval_scheme"])
+        atomic_write_text(output_dir / f"predictions-{split}.conll", conll(words, gold, pred))
+    result["inference_examples_per_s"] = len(splits["test"]) / result["test_inference_seconds"]
+    if settings["keep_model"]:
+        model.save_pretrained(output_dir / "model")
+        tokenizer.save_pretrained(output_dir / "model")
+    elif (output_dir / "model").exists():
+        shutil.rmtree(output_dir / "model")
+    atomic_write_json(output_dir / "result.json", result, indent=2)  # last: marks a complete run
+    return result

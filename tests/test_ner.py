@@ -1,0 +1,149 @@
+"""NER fine-tuning (edad_core.ner): windows, first-piece alignment, metrics against hand computations, the
+token-classification head's loss and its use by transformers' Trainer and pipeline, and a tiny fine-tune that
+learns, repeats with its seed and differs with another."""
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, BertConfig, BertModel, Trainer, TrainingArguments, pipeline
+
+from edad_core.modeling import ExBertConfig, ExBertForTokenClassification
+from edad_core.ner import encode, evaluate, finetune_and_evaluate, predict, token_macro_f1, word_pieces
+from edad_core.ner_data import write_iob
+
+LABELS = ["O", "B-Chem", "I-Chem", "B-Dis", "I-Dis"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm):
+    return AutoTokenizer.from_pretrained(minilm)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory, minilm) -> Path:
+    """A random 2-layer BERT with MiniLM's vocabulary and tokenizer, as a plain BERT folder."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (minilm / name).exists():
+            shutil.copy(minilm / name, folder)
+    return folder
+
+
+def tiny_model(seed=0) -> ExBertForTokenClassification:
+    torch.manual_seed(seed)
+    config = ExBertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64, num_labels=len(LABELS))
+    return ExBertForTokenClassification(config).eval()
+
+
+def test_alignment_first_pieces_and_a_word_without_pieces(tokenizer):
+    words = ["Acetaminophen", "hepatotoxicity", "\u200b", "in", "mice"]
+    pieces = word_pieces(tokenizer, [words])[0]
+    assert [len(p) for p in pieces][:2] > [1, 1] and all(pieces)  # multi-piece words; no word lost
+    assert pieces[2] == [tokenizer.unk_token_id]  # a zero-width space gives no piece: [UNK]
+    (win,) = encode(tokenizer, [words], 128)
+    assert win.input_ids[0] == tokenizer.cls_token_id and win.input_ids[-1] == tokenizer.sep_token_id
+    assert [win.input_ids[i] for i in win.first_piece] == [p[0] for p in pieces] and list(win.owned) == [0, 1, 2, 3, 4]
+
+
+def test_a_long_sentence_gets_one_prediction_per_word_and_a_short_one_is_unchanged(tokenizer):
+    model = tiny_model()
+    long = [random.Random(i).choice(["amoxicillin", "nephrotoxicity", "the", "rats", "received"]) for i in range(300)]
+    wins = encode(tokenizer, [long], 32)
+    assert len(wins) > 3 and all(len(w.input_ids) <= 32 for w in wins)
+    owners = [w for win in wins for w in win.owned]
+    assert sorted(owners) == list(range(len(long)))  # every word owned exactly once
+    preds = predict(model, wins, [long], 8, "cpu", tokenizer.pad_token_id)[0]
+    assert len(preds) == len(long) and min(preds) >= 0
+
+    short = ["Cisplatin", "induced", "nephrotoxicity", "."]
+    windowed = predict(model, encode(tokenizer, [short], 128), [short], 8, "cpu", tokenizer.pad_token_id)[0]
+    enc = tokenizer(short, is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[0]
+    firsts = [enc.word_ids().index(w) for w in range(len(short))]
+    assert windowed == logits[firsts].argmax(-1).tolist()
+
+
+def test_entity_and_token_metrics_by_hand():
+    gold = [["B-Chem", "I-Chem", "O", "B-Dis"], ["O", "B-Dis", "I-Dis"]]
+    pred = [["B-Chem", "I-Chem", "O", "O"], ["O", "B-Dis", "O"]]
+    m = evaluate(gold, pred, LABELS, "strict", "IOB2")
+    # entities: gold {Chem 0-1, Dis 3, Dis 1-2}, predicted {Chem 0-1, Dis 1} -> tp 1, P 1/2, R 1/3
+    assert m["entity"]["precision"] == pytest.approx(0.5) and m["entity"]["recall"] == pytest.approx(1 / 3)
+    assert m["entity"]["f1"] == pytest.approx(0.4)
+    assert m["entity"]["per_type"]["Chem"]["f1"] == 1.0 and m["entity"]["per_type"]["Dis"]["support"] == 2
+    # tokens: O f1 = 2*2/(2*2+2+0)=2/3; B-Chem 1; I-Chem 1; B-Dis 2*1/(2+0+1)=2/3; I-Dis 0 -> mean 0.6667
+    assert m["token_macro_f1"] == pytest.approx((2 / 3 + 1 + 1 + 2 / 3 + 0) / 5)
+    assert token_macro_f1([0, 1], [0, 0], 5) == pytest.approx((2 / 3 + 0) / 2)  # absent classes do not count
+
+
+def test_loss_trainer_and_pipeline(tmp_path, tokenizer):
+    model = tiny_model()
+    ids = torch.randint(1000, 2000, (3, 7))
+    labels = torch.randint(0, len(LABELS), (3, 7))
+    labels[:, 0] = -100
+    out = model(input_ids=ids, labels=labels)
+    assert torch.allclose(out.loss, F.cross_entropy(out.logits.reshape(-1, 5), labels.reshape(-1), ignore_index=-100))
+    data = [{"input_ids": ids[i], "attention_mask": torch.ones(7, dtype=torch.long), "labels": labels[i]}
+            for i in range(3)]
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=2, per_device_train_batch_size=3,
+                             report_to=[], use_cpu=True, save_strategy="no")
+    Trainer(model=model.train(), args=args, train_dataset=data).train()
+    model.config.id2label = dict(enumerate(LABELS))
+    tagged = pipeline("token-classification", model=model.eval(), tokenizer=tokenizer, device="cpu")("Aspirin helps")
+    assert all(t["entity"] in LABELS for t in tagged)
+
+
+def fixture_dataset(folder: Path, n: int, seed: int) -> Path:
+    """Chemicals and diseases from closed word lists in filler text: learnable from the word alone."""
+    rng = random.Random(seed)
+    chem, dis, filler = ["aspirin", "ibuprofen", "cisplatin"], ["asthma", "anemia", "fever"], ["the", "a", "with"]
+    for split, size in (("train", n), ("devel", n // 4), ("test", n // 4)):
+        sentences = []
+        for _ in range(size):
+            words, tags = [], []
+            for _ in range(6):
+                kind = rng.random()
+                word, tag = (rng.choice(chem), "B-Chem") if kind < 0.3 else (rng.choice(dis), "B-Dis") if kind < 0.6 \
+                    else (rng.choice(filler), "O")
+                words.append(word)
+                tags.append(tag)
+            sentences.append((words, tags))
+        write_iob(sentences, folder / f"{split}.tsv")
+    (folder / "labels.json").write_text(json.dumps({"label_names": LABELS}))
+    return folder
+
+
+SETTINGS = {"epochs": {"teacher": 3, "student": 4}, "lr": 3e-3, "batch_size": 16, "per_device_batch_size": 8,
+            "weight_decay": 0.01, "warmup_ratio": 0.1, "max_length": 16, "group_by_length": True,
+            "precision": "fp32", "seqeval_mode": "strict", "seqeval_scheme": "IOB2", "keep_model": False,
+            "log_every": 5, "checkpoint_every": 100}
+
+
+def test_a_tiny_fine_tune_learns_repeats_and_depends_on_its_seed(tmp_path, tiny_bert):
+    data = fixture_dataset(tmp_path / "data", 160, 0)
+
+    def run(name, seed):
+        return finetune_and_evaluate(name="tiny", source=str(tiny_bert), role="student", dataset="fixture",
+                                     data_dir=data, seed=seed, settings=SETTINGS, output_dir=tmp_path / name,
+                                     work_dir=tmp_path / f"work-{name}")
+
+    first, again, other = run("a", 1), run("b", 1), run("c", 2)
+    assert first["metrics"]["test"]["entity"]["f1"] > 0.9, first["metrics"]
+    assert first["metrics"] == again["metrics"]
+    a, b = (tmp_path / n / "metrics.jsonl" for n in "ab")
+    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "tokens_per_s"} for l in p.read_text().splitlines()]
+    assert strip(a) == strip(b) and strip(a) != strip(tmp_path / "c" / "metrics.jsonl")
+    rows = (tmp_path / "a" / "predictions-test.conll").read_text().split("\n\n")[0].splitlines()
+    assert len(rows) == 6 and all(len(r.split()) == 3 for r in rows)
+    assert not list((tmp_path / "work-a").glob("checkpoint-*")) and not (tmp_path / "a" / "model").exists()
+    assert json.loads((tmp_path / "a" / "result.json").read_text())["epochs"] == 4
