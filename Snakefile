@@ -22,6 +22,7 @@ include: "rules/corpus.smk"
 include: "rules/vocab.smk"
 include: "rules/pretrain_data.smk"
 include: "rules/train.smk"
+include: "rules/finetune.smk"
 
 
 rule all:

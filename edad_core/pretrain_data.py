@@ -206,20 +206,22 @@ def create_examples(
     settings = dict(max_seq_length=max_seq_length, short_seq_prob=short_seq_prob, random_next_prob=random_next_prob,
                     dupe_factor=dupe_factor, seed=seed, chunk_sentences=chunk_sentences)
     hasher = hashlib.sha256()
-    n_docs = n_sentences = n_examples = n_tokens = n_random = 0
+    n_docs = n_sentences = n_examples = n_tokens = n_random = n_unk = 0
+    unk_id = tokenizer.unk_token_id
     with atomic_dir(out_dir) as tmp:
         raw = {name: open(tmp / f"{name}.raw", "wb") for name in ("lengths", "segment_a_lengths", "nsp_labels")}
         raw_dtypes = {"lengths": np.uint32, "segment_a_lengths": np.uint16, "nsp_labels": np.uint8}
         with open(tmp / "input_ids.bin", "wb") as ids_file:
 
             def write(result):
-                nonlocal n_examples, n_tokens, n_random
+                nonlocal n_examples, n_tokens, n_random, n_unk
                 result["input_ids"].astype(dtype).tofile(ids_file)
                 for name, f in raw.items():
                     result[name].astype(raw_dtypes[name]).tofile(f)
                 n_examples += len(result["lengths"])
                 n_tokens += len(result["input_ids"])
                 n_random += int(result["nsp_labels"].sum())
+                n_unk += int(np.count_nonzero(result["input_ids"] == unk_id))
 
             chunks = _document_chunks(corpus_txt, chunk_sentences, hasher)
             args = (str(tokenizer_dir), settings)
@@ -250,6 +252,7 @@ def create_examples(
         meta = {
             "format": FORMAT_VERSION, "n_examples": n_examples, "n_tokens": n_tokens, "vocab_size": vocab_size,
             "dtype": dtype.name, "random_next_fraction": n_random / max(n_examples, 1),
+            "unk_fraction": n_unk / max(n_tokens, 1),  # [UNK] pieces: how well the vocabulary covers the corpus
             "special_ids": {k: getattr(tokenizer, f"{k}_token_id") for k in ("pad", "unk", "cls", "sep", "mask")},
             "settings": settings, "tokenizer_dir": str(tokenizer_dir),
             "corpus": {"path": str(corpus_txt), "sha256": hasher.hexdigest(), "documents": n_docs,

@@ -6,6 +6,7 @@ import re
 
 from edad_core.engine import TrainConfig
 from edad_core.ner_data import benchmark_files
+from edad_core.registry import PUBLISHED, build_registry, unavailable_reason
 
 RESULTS = config["results"]
 WORK = config["work"]
@@ -28,16 +29,39 @@ def as_json(value):
 ADAPT_VOCAB = {"biobert": "base", "scibert": "domain", "exbert": "extended"}
 
 
+# ---- models: the rows of Tables 1-4 (edad_core.registry) and the published checkpoints of Table 3 ---------------
+REGISTRY = build_registry(config)
+PUBLISHED_SPEC = {gd: config["models"].get("published", {}).get(name) for name, gd in PUBLISHED.items()}
+
+
 def teacher_vocab(teacher):
-    """Vocabulary of a distillation teacher: `bert` is the base checkpoint itself, the others are adapted."""
-    return "base" if teacher == "bert" else ADAPT_VOCAB[teacher]
+    """Vocabulary of a distillation teacher: `bert` is the base checkpoint itself, a published one (pub_*) its own
+    tokenizer's, the others are adapted."""
+    if teacher == "bert":
+        return "base"
+    return teacher if teacher in PUBLISHED_SPEC else ADAPT_VOCAB[teacher]
 
 
 def teacher_model(teacher):
-    """The teacher folder (or base checkpoint spec) GD reads."""
+    """The teacher folder (or checkpoint spec) GD reads."""
     if teacher == "bert":
         return config["models"]["teacher"]["base"]
+    if teacher in PUBLISHED_SPEC:
+        return PUBLISHED_SPEC[teacher]["hub"]
     return f"{RESULTS}/train/adapt_{teacher}/teacher"
+
+
+def skip_reason(name):
+    """Why a row cannot be built here (its checkpoint cannot be had), or None."""
+    row = REGISTRY[name]
+    return unavailable_reason(row.hub) if row.hub else None
+
+
+def distill_teachers():
+    """The configured GD teachers whose checkpoint can be had (a published one may not be, offline)."""
+    teachers = config["train"]["distill"]["teachers"]
+    return [t for t in teachers if t not in PUBLISHED_SPEC or
+            (PUBLISHED_SPEC[t] is not None and unavailable_reason(PUBLISHED_SPEC[t]["hub"]) is None)]
 
 
 def launcher():
@@ -95,7 +119,7 @@ def train_params(stage, variant, repeat=False):
 def training_targets():
     train = config["train"]
     targets = [f"{RESULTS}/train/adapt_{m}/train_summary.json" for m in train["adapt"]["methods"]]
-    targets += [f"{RESULTS}/train/gd_{t}/train_summary.json" for t in train["distill"]["teachers"]]
+    targets += [f"{RESULTS}/train/gd_{t}/train_summary.json" for t in distill_teachers()]
     targets += [f"{RESULTS}/train/edad_{s}/train_summary.json" for s in train["edad"]["schedules"]]
     return targets
 
@@ -127,5 +151,25 @@ def ner_targets():
     return [f"{RESULTS}/ner/{d}/labels.json" for d in NER_DATASETS]
 
 
+def finetune_models():
+    """config finetune.models, or every row of Tables 1-4."""
+    names = config["finetune"]["models"] or [n for n, row in REGISTRY.items() if row.tables]
+    if unknown := [n for n in names if n not in REGISTRY]:
+        raise ValueError(f"finetune.models: unknown model(s) {unknown}; the configured rows are {list(REGISTRY)}")
+    return names
+
+
+def finetune_targets():
+    """result.json of every model x dataset x seed; a model that cannot be had: its skipped.json."""
+    targets = []
+    for name in finetune_models():
+        if skip_reason(name):
+            targets.append(f"{RESULTS}/finetune/{name}/skipped.json")
+            continue
+        targets += [f"{RESULTS}/finetune/{name}/{d}/seed{s}/result.json"
+                    for d in NER_DATASETS for s in config["finetune"]["seeds"]]
+    return targets
+
+
 def final_targets():
-    return ner_targets() + training_targets() + timing_targets()
+    return ner_targets() + training_targets() + timing_targets() + finetune_targets()

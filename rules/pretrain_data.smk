@@ -28,7 +28,7 @@ rule pretrain_data:
     benchmark:
         f"{RESULTS}/benchmarks/pretrain_data/{{vocab}}.tsv"
     wildcard_constraints:
-        vocab="base|extended|domain",
+        vocab="base|extended|domain|pub_[a-z]+",
     threads: config["pretrain_data"]["num_proc"]
     conda:
         CONDA_ENV

@@ -1,0 +1,92 @@
+"""The models of Tables 1-4, named as the paper names them: one place that the rules (what to fine-tune, from
+where, for how many epochs) and the tables (which training runs make a row's time cost) read.
+
+    rows = build_registry(config)          # {name: ModelRow}, in the paper's order
+    rows["exBERT_GD"].source               # 'train/gd_exbert/student' (under config results) or a hub id
+    rows["exBERT_GD"].train_runs           # ('adapt_exbert', 'gd_exbert'): their train_seconds add up
+
+Rows follow the config: a teacher adaptation method, distillation teacher or alpha schedule that is not
+configured has no row. EDAD students are `EDAD_<schedule>` (Table 4's rows; `EDAD_linear` is Tables 2-3's
+"EDAD"), their jointly trained teachers `EDAD_<schedule>_teacher` (fine-tuned only when asked for). The published
+BioBERT and SciBERT (Table 3) are hub checkpoints: their rows carry the published adaptation hours, and their GD
+students are distilled on the corpus tokenised with the teacher's own vocabulary (distill teacher `pub_biobert`
+/ `pub_scibert`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import try_to_load_from_cache
+
+from edad_core.download import DownloadError, resolve_model
+
+ADAPTED = {"biobert": "oiBioBERT", "scibert": "oiSciBERT", "exbert": "exBERT"}
+PUBLISHED = {"BioBERT": "pub_biobert", "SciBERT": "pub_scibert"}  # row name -> distill teacher wildcard
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    role: str  # teacher | student: sets the fine-tuning epochs
+    source: str  # a workflow folder relative to config `results`, or a hub id / local folder / pkg: spec
+    train_runs: tuple[str, ...]  # runs under results/train whose train_seconds add up to the time cost
+    tables: tuple[int, ...]  # the paper's tables the row appears in
+    published_hours: float | None = None  # a published checkpoint's adaptation time (exBERT's paper)
+    hub: str | None = None  # a checkpoint that must be had from outside the workflow
+
+    @property
+    def workflow_made(self) -> bool:
+        return self.hub is None and self.source.startswith("train/")
+
+
+def build_registry(config: dict) -> dict[str, ModelRow]:
+    train, models = config["train"], config["models"]
+    methods, teachers, schedules = train["adapt"]["methods"], train["distill"]["teachers"], train["edad"]["schedules"]
+    rows = [ModelRow("BERT", "teacher", models["teacher"]["base"], (), (1,), hub=models["teacher"]["base"])]
+    rows += [ModelRow(ADAPTED[m], "teacher", f"train/adapt_{m}/teacher", (f"adapt_{m}",), (1,)) for m in methods]
+    for teacher in teachers:
+        if teacher == "bert":
+            rows.append(ModelRow("BERT_GD", "student", "train/gd_bert/student", ("gd_bert",), (1,)))
+        elif teacher in ADAPTED:
+            runs = (f"adapt_{teacher}", f"gd_{teacher}")
+            tables = (1, 2) if teacher == "exbert" else (1,)
+            rows.append(ModelRow(f"{ADAPTED[teacher]}_GD", "student", f"train/gd_{teacher}/student", runs, tables))
+    for name, spec in models.get("published", {}).items():
+        rows.append(ModelRow(name, "teacher", spec["hub"], (), (3,), spec["adaptation_hours"], spec["hub"]))
+        gd = PUBLISHED[name]
+        if gd in teachers:
+            rows.append(ModelRow(f"{name}_GD", "student", f"train/gd_{gd}/student", (f"gd_{gd}",), (3,),
+                                 spec["adaptation_hours"], spec["hub"]))
+    for s in schedules:
+        tables = (2, 3, 4) if s == "linear" else (4,)
+        rows.append(ModelRow(f"EDAD_{s}", "student", f"train/edad_{s}/student", (f"edad_{s}",), tables))
+        rows.append(ModelRow(f"EDAD_{s}_teacher", "teacher", f"train/edad_{s}/teacher", (f"edad_{s}",), ()))
+    return {row.name: row for row in rows}
+
+
+@functools.cache
+def unavailable_reason(spec: str) -> str | None:
+    """Why the checkpoint `spec` cannot be had, or None when it can: a local folder or pkg: spec that exists, a
+    hub id in the local Hugging Face cache, or one the hub answers for (one HEAD request, 5 s timeout; no answer
+    within that time counts as unavailable, so planning never hangs)."""
+    try:
+        path = resolve_model(spec)
+    except DownloadError as err:
+        return str(err)
+    if Path(path).is_dir():
+        return None
+    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        return None
+    if os.environ.get("HF_HUB_OFFLINE"):
+        return f"{spec}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+    url = f"https://huggingface.co/{spec}/resolve/main/config.json"
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
+    except (OSError, ValueError) as err:
+        return f"{spec}: not a local folder, not in the Hugging Face cache, and the hub cannot be reached ({err})"
+    return None

@@ -1,0 +1,39 @@
+"""The GPU lease (edad_core.devices) with fake devices: concurrent jobs never share a device, a killed
+holder's device becomes free, and without GPUs the command runs on the CPU."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HOLD = "import os, sys, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(float(sys.argv[1]))"
+
+
+def job(locks: Path, seconds: float, gpus: int = 2) -> subprocess.Popen:
+    env = {**os.environ, "EDAD_GPUS": str(gpus)}
+    return subprocess.Popen([sys.executable, "-m", "edad_core.devices", "--locks", str(locks), "--",
+                             sys.executable, "-c", HOLD, str(seconds)], env=env, stdout=subprocess.PIPE, text=True)
+
+
+def test_concurrent_jobs_never_share_a_device_and_a_killed_holders_device_is_freed(tmp_path):
+    a, b = job(tmp_path, 30), job(tmp_path, 30)
+    held = {a.stdout.readline().strip(), b.stdout.readline().strip()}
+    assert held == {"0", "1"}
+    c = job(tmp_path, 0)  # both devices busy: waits
+    time.sleep(2)
+    assert c.poll() is None
+    a.send_signal(signal.SIGKILL)  # the kernel releases a killed holder's lock
+    a.wait()
+    freed = c.stdout.readline().strip()
+    assert c.wait(timeout=30) == 0 and freed in held
+    b.kill()
+    b.wait()
+
+
+def test_without_gpus_the_command_runs_on_the_cpu(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "edad_core.devices", "--locks", str(tmp_path), "--",
+                          sys.executable, "-c", "import os; print(repr(os.environ['CUDA_VISIBLE_DEVICES']))"],
+                         env={**os.environ, "EDAD_GPUS": "0"}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "''"
