@@ -17,6 +17,7 @@ from conftest import MIRROR, PROJECT, minilm_path
 from edad_core.modeling import ExBertForPreTraining, ExBertModel
 
 SMOKE = PROJECT / "config" / "smoke.yaml"
+pytestmark = pytest.mark.timeout(1500)  # the smoke DAG (about 60 jobs) runs in the first test that needs it
 RUNS = ([f"adapt_{m}" for m in ("biobert", "scibert", "exbert")]
         + [f"gd_{t}" for t in ("bert", "biobert", "scibert", "exbert")]
         + [f"edad_{s}" for s in ("linear", "linear_reverse", "cosine", "cosine_reverse", "same_ratio", "only_da",
@@ -24,7 +25,7 @@ RUNS = ([f"adapt_{m}" for m in ("biobert", "scibert", "exbert")]
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, EDAD_MIRROR=str(MIRROR),
+    env = dict(os.environ, EDAD_MIRROR=str(MIRROR), HF_HUB_OFFLINE="1",  # hub checkpoints: skipped, never fetched
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"), "--directory", str(workdir),
@@ -48,9 +49,12 @@ def test_paper_config_plans_every_run(tmp_path):
     assert out.returncode == 0, out.stderr
     counts = dict(line.split()[:2] for line in out.stdout.splitlines() if line.split()[:1]
                   and line.split()[0] in {"adapt", "distill", "edad", "ner_data", "pretrain_data", "corpus",
-                                          "adapt_repeat", "distill_repeat", "edad_repeat"})
+                                          "adapt_repeat", "distill_repeat", "edad_repeat", "finetune", "skipped_model"})
+    # 3 timing runs each; 14 rows x 3 datasets x 5 seeds fine-tuned; offline, the hub's BERT, BioBERT, SciBERT
+    # and the latter two's GD students are skipped (their distillation is not planned)
     assert counts == {"corpus": "1", "ner_data": "3", "pretrain_data": "3", "adapt": "3", "distill": "4",
-                      "edad": "7", "adapt_repeat": "6", "distill_repeat": "8", "edad_repeat": "14"}  # 3 timing runs
+                      "edad": "7", "adapt_repeat": "6", "distill_repeat": "8", "edad_repeat": "14",
+                      "finetune": "210", "skipped_model": "5"}
 
 
 def test_bad_config_is_rejected_naming_the_key(tmp_path):
@@ -84,11 +88,26 @@ def test_smoke_dag_outputs(smoke):
     for run in RUNS:
         assert (results / "train" / run / "train_summary.json").is_file(), run
         assert (results / "train" / run / "metrics.jsonl").is_file(), run
-        repeat = results / "timing" / run / "repeat1"  # smoke: train.timing_repeats 2
-        assert json.loads((repeat / "train_summary.json").read_text())["steps"] == 3, run
-        assert not [p for p in repeat.iterdir() if p.is_dir()], run  # a timing repeat saves no model
-        assert not list((workdir / "work" / "smoke" / "timing" / run / "repeat1").glob("checkpoint-*")), run
         assert list((workdir / "work" / "smoke" / "train" / run).glob("checkpoint-*")), run  # keep_final_checkpoint
+    for model in ("BERT", "exBERT_GD", "EDAD_linear"):
+        for dataset in ("BC5CDR-IOB", "BioNLP09-IOB", "NCBI-disease-IOB"):
+            for seed in (1, 2):
+                result = json.loads((results / "finetune" / model / dataset / f"seed{seed}" / "result.json").read_text())
+                assert (result["name"], result["dataset"], result["seed"]) == (model, dataset, seed)
+                assert 0 <= result["metrics"]["test"]["entity"]["f1"] <= 1 and result["train_seconds"] > 0
+    assert "cannot be reached" in json.loads((results / "finetune" / "BioBERT" / "skipped.json").read_text())["reason"]
+
+
+def test_a_timing_repeat_saves_no_model_and_no_checkpoint(smoke, tmp_path):
+    workdir, results = smoke
+    overlay = tmp_path / "repeats.yaml"
+    overlay.write_text("train:\n  timing_repeats: 2\n")
+    repeat = results / "timing" / "edad_linear" / "repeat1"
+    out = snakemake(workdir, target(workdir, repeat / "train_summary.json"), "--configfile", str(SMOKE), str(overlay))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((repeat / "train_summary.json").read_text())["steps"] == 3
+    assert not [p for p in repeat.iterdir() if p.is_dir()]
+    assert not list((workdir / "work" / "smoke" / "timing" / "edad_linear" / "repeat1").glob("checkpoint-*"))
 
 
 def test_smoke_models_load_and_exbert_originals_stay_frozen(smoke):
