@@ -147,3 +147,18 @@ def test_a_tiny_fine_tune_learns_repeats_and_depends_on_its_seed(tmp_path, tiny_
     assert len(rows) == 6 and all(len(r.split()) == 3 for r in rows)
     assert not list((tmp_path / "work-a").glob("checkpoint-*")) and not (tmp_path / "a" / "model").exists()
     assert json.loads((tmp_path / "a" / "result.json").read_text())["epochs"] == 4
+
+
+def test_alignment_on_extension_vocab_words(tmp_path, minilm):
+    from edad_core.vocab import build_extended_vocab
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The hepatotoxicity of acetaminophen and nephrotoxicity of cisplatin were compared.\n" * 300)
+    folder = build_extended_vocab([corpus], str(minilm), tmp_path / "ext", ext_size=10, total_size=30532)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    words = ["hepatotoxicity", "of", "acetaminophen"]
+    pieces = word_pieces(tokenizer, [words])[0]
+    assert any(p >= 30522 for p in pieces[0] + pieces[2])  # extension ids (>= the base vocab) in use
+    (win,) = encode(tokenizer, [words], 128)
+    assert [win.input_ids[i] for i in win.first_piece] == [p[0] for p in pieces]
+    assert win.input_ids[1:-1] == [i for p in pieces for i in p]
