@@ -1,5 +1,8 @@
 """JATS XML (PMC, PLOS) -> plain text, one paragraph per line.
 
+    text = jats_to_text(xml_bytes, "PMC123.xml")   # the name goes into error messages
+    text = strip_numeric_citations(plain_text)     # "[1, 2]" and "()" out of text that is not XML
+
 Kept: the article title, every <abstract> of the front matter (including PLOS author/editor summaries),
 and the <body>: section titles and paragraphs (also inside lists, boxed text, quotes) and **figure
 captions** (caption title and paragraphs, each its own line: they are real domain prose; a figure nested
