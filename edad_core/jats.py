@@ -1,5 +1,8 @@
 """JATS XML (PMC, PLOS) -> plain text, one paragraph per line.
 
+    text = jats_to_text(xml_bytes, "PMC123.xml")   # the name goes into error messages
+    text = strip_numeric_citations(plain_text)     # "[1, 2]" and "()" out of text that is not XML
+
 Kept: the article title, every <abstract> of the front matter (including PLOS author/editor summaries),
 and the <body>: section titles and paragraphs (also inside lists, boxed text, quotes) and **figure
 captions** (caption title and paragraphs, each its own line: they are real domain prose; a figure nested
@@ -12,9 +15,10 @@ dashes left around it ("shown [1], [3]-[5]." -> "shown."; "(Smith et al. 2001; J
 numeric citations typed as plain text ("[28]"), and brackets left empty by a dropped formula ("()").
 
 Parsing is defusedxml over xml.etree (expat): the DOCTYPE's external DTD is never loaded, no external entity is
-ever resolved, and a document declaring entities of its own (<!ENTITY ...) is refused, in any encoding. Named character entities
-that the DTD would define (&lsqb;, &ndash;, ...) are replaced by their characters (HTML5 table) before
-parsing, unknown ones are dropped. Namespaces are ignored (tags are compared by local name).
+ever resolved, and a document declaring entities of its own (<!ENTITY ...) is refused, in any encoding. Named
+character entities that the DTD would define (&lsqb;, &ndash;, ...) are replaced by their characters (HTML5 table)
+before parsing (UTF-16/32 documents are turned into UTF-8 first), unknown ones are dropped. Namespaces are ignored
+(tags are compared by local name).
 """
 
 import html.entities
@@ -41,6 +45,11 @@ WS = r"(?<!\s)\s*+"
 CITE_RUN = re.compile(rf"{WS}{CITE_GROUP}(?:{SEP}*{CITE_GROUP})*")
 # citations typed as plain text ("[28]", "[5-8]", "[21, 22]", "[3]-[5]") and brackets emptied by dropped formulas
 NUMERIC_CITATION = re.compile(rf"{WS}(?:\[\d+(?:{SEP}+\d+)*\](?:{SEP}*\[\d+(?:{SEP}+\d+)*\])*|\(\s*\)|\[\s*\])")
+# UTF-16/32 documents, told by their first bytes (XML 1.0 appendix F; UTF-32 before UTF-16, whose BOM it extends)
+WIDE_ENCODINGS = {b"\x00\x00\xfe\xff": "utf-32", b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\x00<": "utf-32-be",
+                  b"<\x00\x00\x00": "utf-32-le", b"\xfe\xff": "utf-16", b"\xff\xfe": "utf-16", b"\x00<\x00?": "utf-16-be",
+                  b"<\x00?\x00": "utf-16-le"}
+XML_DECL_ENCODING = re.compile(r"""\A(<\?xml\s[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
 
 
 def _entity(m: re.Match) -> bytes:
@@ -51,9 +60,22 @@ def _entity(m: re.Match) -> bytes:
     return "".join(f"&#{ord(c)};" for c in chars).encode("ascii")
 
 
+def _as_utf8(xml: bytes, name: str) -> bytes:
+    """A UTF-16/32 document as UTF-8 without its encoding declaration (lines unchanged), so that the entity pass
+    of parse_jats sees its references as ASCII bytes; any other document as it is."""
+    codec = next((c for start, c in WIDE_ENCODINGS.items() if xml.startswith(start)), None)
+    if codec is None:
+        return xml
+    try:
+        text = xml.decode(codec).removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}: not {codec} text ({e})") from None
+    return XML_DECL_ENCODING.sub(r"\1", text, count=1).encode()
+
+
 def parse_jats(xml: bytes, name: str = "<bytes>") -> ET.Element:
     """Parse safely (see module docstring); errors name the file, line and column."""
-    xml = re.sub(rb"&([A-Za-z][A-Za-z0-9]*);", _entity, xml)
+    xml = re.sub(rb"&([A-Za-z][A-Za-z0-9]*);", _entity, _as_utf8(xml, name))
     try:  # defusedxml: entity declarations refused in any encoding, no external DTD or entity ever loaded
         root = defused_fromstring(xml, forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as e:

@@ -1,5 +1,10 @@
 """Student/teacher losses: MLM + NSP, TinyBERT general distillation (eq. 1-4), and the EDAD combination.
 
+    tiny = TinyBertLoss(student_hidden, teacher_hidden, student_layers, teacher_layers)   # trains with the student
+    parts = tiny(s.hidden_states, s.attention_scores, t.hidden_states, t.attention_scores)  # {emb, hidden, attn, tiny}
+    mlm_nsp = mlm_nsp_loss(out.mlm_logits, out.mlm_labels, out.nsp_logits, nsp_labels)     # {mlm, nsp}
+    loss = edad_student_loss(alpha, mlm_nsp["mlm"], mlm_nsp["nsp"], parts["tiny"])
+
 Inputs follow edad_core.modeling: `hidden_states` = (embedding output, layer 1, ..., layer N), each [B, L, d];
 `attention_scores` = {layer (1-based): pre-softmax scores [B, H, L, L]} for the layers asked for, where H is the
 original heads followed by the extension heads when the model is extended.

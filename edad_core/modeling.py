@@ -1,5 +1,12 @@
 """One BERT-family model that is plain BERT or exBERT by configuration (docs/design.md §1).
 
+    model = ExBertForPreTraining.from_bert("bert-base-uncased", ext_vocab_size=17658, ext_hidden_size=384,
+                                           ext_intermediate_size=1536, ext_num_attention_heads=6)
+    model.freeze_original()   # exBERT trains only the extension
+    out = model(input_ids, attention_mask, token_type_ids, labels=mlm_labels, output_hidden_states=True,
+                output_attention_scores=[4, 8, 12])
+    model.save_pretrained(folder); AutoModelForPreTraining.from_pretrained(folder)   # model_type "exbert"
+
 exBERT = BERT plus an *extension*: an extension word-embedding table for domain WordPiece ids appended after
 the original vocabulary, and in every layer a narrower extension layer beside the original one, mixed by a
 per-token gate: ``g = sigmoid(Linear(d, 1)(h))``, ``y = g * orig(h) + (1 - g) * ext(h)``.

@@ -1,6 +1,11 @@
 """NER data: a strict reader for CoNLL-style IOB2 files (TOKEN<TAB>TAG per line, a blank line between
 sentences), the `datasets.DatasetDict` the fine-tuning reads, and the workflow stage that downloads,
-validates and writes the three benchmark datasets."""
+validates and writes the three benchmark datasets.
+
+    sentences = read_iob("train.tsv")                                   # [(tokens, tags)]; errors name file:line
+    data = load_ner_dataset({"train": "train.tsv", "devel": "devel.tsv", "test": "test.tsv"})
+    prepare_ner_dataset("BC5CDR-IOB", files=urls_by_split, out_dir=..., download_dir=...)   # rule ner_data
+"""
 
 import json
 import logging

@@ -1,6 +1,11 @@
 """BERT sentence-pair pretraining examples (as Google's create_pretraining_data.py, but streamed), their
 memory-mapped store, the dynamic-padding collator and the per-batch MLM masker.
 
+    meta = create_examples("corpus.txt", tokenizer_dir, out_dir, max_seq_length=128, num_proc=4)
+    dataset = PretrainingDataset(out_dir)                     # examples of out_dir, memory-mapped
+    batch = pad_collate([dataset[i] for i in idx], meta["special_ids"]["pad"])
+    masked_ids, labels = MlmMasker.from_tokenizer_dir(tokenizer_dir)(batch["input_ids"], generator)
+
 Store (one folder per vocabulary):
   input_ids.bin          every example's ids back to back, [CLS] A [SEP] B [SEP]; uint16 if the vocab has at most
                          65,536 tokens, else uint32 (meta.json "dtype")

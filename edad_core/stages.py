@@ -1,5 +1,7 @@
 """The three training stages on the one engine (docs/design.md §1-2):
 
+    summary = run_training(run, data_dir=..., tokenizer_dir=..., output_dir=..., work_dir=...)   # `run`: see there
+
 - ``adapt``: continue MLM + NSP on the domain corpus. ``biobert`` = all weights of the base BERT (same vocab),
   ``scibert`` = BERT-base shape from random init with the domain-only vocab, ``exbert`` = base BERT plus the
   extension (extended vocab), originals frozen.

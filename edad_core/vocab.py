@@ -1,5 +1,9 @@
 """WordPiece vocabularies (docs/design.md, decision 5) written as tokenizer folders.
 
+    build_base_vocab(base, out_dir)
+    build_extended_vocab(corpus_files, base, out_dir, ext_size=17658, total_size=48180)   # exBERT
+    build_domain_only_vocab(corpus_files, out_dir, size=30522)                            # oiSciBERT
+
 Every vocabulary becomes a folder with `vocab.txt` (one token per line, id = line number - 1), the fast tokenizer
 saved by `transformers.BertTokenizer.save_pretrained` (`tokenizer.json`, `tokenizer_config.json`; load it with
 `AutoTokenizer.from_pretrained(folder)`) and `vocab_stats.json`. Three kinds:
