@@ -166,3 +166,50 @@ def test_write_table_and_bad_result(tmp_path, fixture_results):
     bad.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="r.json: missing or bad field 'token_macro_f1'"):
         report.load_runs([bad])
+
+
+EXPORT_CHECK = """
+import sys, numpy, torch
+from transformers import AutoModel, AutoModelForTokenClassification
+folder, out = sys.argv[1], sys.argv[2]
+model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+tagger = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True, num_labels=3)
+assert type(model).__module__.endswith("modeling_exbert"), type(model).__module__
+assert tagger.classifier.out_features == 3
+assert "edad_core" not in sys.modules, "the exported code imported edad_core"
+ids = torch.tensor([[2, 5, 40, 41, 7, 3], [2, 44, 6, 3, 0, 0]])
+with torch.no_grad():
+    h = model(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+numpy.save(out, h.numpy())
+"""
+
+
+def test_exported_student_loads_with_transformers_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from edad_core.hub import export_for_hub
+    from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
+
+    config = ExBertConfig(vocab_size=40, hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=32, max_position_embeddings=16, ext_vocab_size=8, ext_hidden_size=12,
+                          ext_intermediate_size=16, ext_num_attention_heads=4)
+    torch.manual_seed(0)
+    ExBertForPreTraining(config).save_pretrained(tmp_path / "student")
+    (tmp_path / "student" / "vocab.txt").write_text("\n".join(f"t{i}" for i in range(48)) + "\n")
+    out = export_for_hub(tmp_path / "student", tmp_path / "EDAD")
+    assert {"configuration_exbert.py", "modeling_exbert.py", "vocab.txt", "README.md"} <= {f.name for f in out.iterdir()}
+    assert "edad_core" not in (out / "modeling_exbert.py").read_text().replace("edad_core/modeling.py", "")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "hf_modules")
+    proc = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(out), str(tmp_path / "h.npy")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ids = torch.tensor([[2, 5, 40, 41, 7, 3], [2, 44, 6, 3, 0, 0]])
+    with torch.no_grad():
+        expected = ExBertModel.from_pretrained(tmp_path / "student").eval()(
+            input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+    assert np.allclose(np.load(tmp_path / "h.npy"), expected.numpy(), atol=1e-6)
