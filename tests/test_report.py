@@ -213,3 +213,72 @@ def test_exported_student_loads_with_transformers_alone(tmp_path):
         expected = ExBertModel.from_pretrained(tmp_path / "student").eval()(
             input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
     assert np.allclose(np.load(tmp_path / "h.npy"), expected.numpy(), atol=1e-6)
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A tiny exBERT encoder folder with a WordPiece tokenizer of its 40 + 8 ids."""
+    import torch
+    from transformers import BertTokenizerFast
+
+    from edad_core.modeling import ExBertConfig, ExBertModel
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(43)]
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = ExBertConfig(vocab_size=40, hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=32, max_position_embeddings=128, ext_vocab_size=8, ext_hidden_size=12,
+                          ext_intermediate_size=16, ext_num_attention_heads=4)
+    torch.manual_seed(0)
+    ExBertModel(config).save_pretrained(folder)
+    tsv = tmp_path / "test.tsv"
+    tsv.write_text("".join(f"w{i}\tO\nw{i + 1}\tB-Chemical\n\n" for i in range(50)))
+    return folder, tsv
+
+
+def test_throughput_counts_sentences_per_second(tiny_model, monkeypatch):
+    folder, tsv = tiny_model
+    sentences = report.sample_sentences(tsv, 40, seed=1)
+    assert len(sentences) == 40 and all(len(s) == 2 for s in sentences)
+    assert len(report.sample_sentences(tsv, 500)) == 50
+    assert report.throughput(folder, folder, sentences, batch_size=8) > 0
+    clock = iter([10.0, 14.0])  # the timed loop starts at 10 s and ends at 14 s
+    monkeypatch.setattr(report.time, "perf_counter", lambda: next(clock))
+    assert report.throughput(folder, folder, sentences, batch_size=8) == pytest.approx(40 / 4)
+
+
+def test_table5_sizes_speeds_and_f1(tiny_model, fixture_results):
+    folder, tsv = tiny_model
+    paths, seconds = fixture_results
+    runs, _ = report.load_runs(paths)
+    summary = report.aggregate(runs, MODELS, seconds, DATASETS)
+    table = report.table5({"EDAD_linear": str(folder)}, summary, report.sample_sentences(tsv, 16), batch_size=8)
+    row = table.iloc[0]
+    assert row["Model"] == "EDAD_linear" and row["Type"] == "exbert" and row["Params (M)"] == "22.0"
+    assert row["Size (MB)"] == f"{(folder / 'model.safetensors').stat().st_size / 1e6:.1f}"
+    assert float(row["Sentences/s (CPU)"]) > 0
+    assert row["Average entity F1"] == report.fmt(summary.loc["EDAD_linear", "average:entity_f1"],
+                                                  summary.loc["EDAD_linear", "average:entity_f1_ci"])
+
+
+def test_plots_are_written(tmp_path, fixture_results):
+    from edad_core import plots
+
+    paths, seconds = fixture_results
+    runs, _ = report.load_runs(paths)
+    summary = report.aggregate(runs, MODELS, seconds, DATASETS)
+    plots.f1_vs_time(summary, tmp_path / "f1.png")
+    plots.alpha_schedules(tmp_path / "alpha.png")
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "epoch": s / 10, "loss": 1.0, "loss/student": 1.0,
+                                       "teacher_mlm": 5 - s / 10, "student_tiny": 3 - s / 10, "alpha": 1 - s / 10,
+                                       "lr/student": 1e-4, "tokens_per_s": 100.0}) + "\n" for s in range(10)))
+    plots.training_curves({"edad_linear": log}, tmp_path / "curves.png")
+    for name in ("f1.png", "alpha.png", "curves.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    log.write_text('{"step": 1}\n')
+    with pytest.raises(ValueError, match="no loss terms logged"):
+        plots.training_curves({"x": log}, tmp_path / "none.png")
