@@ -236,7 +236,7 @@ def write_table(table: pd.DataFrame, stem) -> None:
     stem = Path(stem)
     with atomic_files(stem.with_suffix(".csv"), stem.with_suffix(".md")) as (csv, md):
         table.to_csv(csv, index=False)
-        md.write_text(table.to_markdown(index=False) + "\n")
+        md.write_text(table.to_markdown(index=False, disable_numparse=True) + "\n")
 
 
 # ---- Table 5 --------------------------------------------------------------------------------------------------
@@ -250,9 +250,9 @@ def sample_sentences(tsv, n: int, seed: int = 0) -> list[list[str]]:
 
 @torch.inference_mode()
 def throughput(model_dir, tokenizer_dir, sentences: list[list[str]], *, batch_size: int = 32, max_length: int = 128,
-               device: str = "cpu") -> float:
-    """Sentences per second of the encoder's forward pass (tokenisation included, dynamic padding), after one
-    warm-up batch."""
+               device: str = "cpu", repeats: int = 1) -> float:
+    """Sentences per second of the encoder's forward pass (tokenisation included, dynamic padding): the median of
+    `repeats` passes over `sentences`, after one warm-up batch."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = AutoModel.from_pretrained(model_dir).to(device).eval()
 
@@ -261,19 +261,24 @@ def throughput(model_dir, tokenizer_dir, sentences: list[list[str]], *, batch_si
                         return_tensors="pt")
         model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
 
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     run(sentences[:batch_size])
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for i in range(0, len(sentences), batch_size):
-        run(sentences[i : i + batch_size])
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return len(sentences) / (time.perf_counter() - start)
+    speeds = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        for i in range(0, len(sentences), batch_size):
+            run(sentences[i : i + batch_size])
+        sync()
+        speeds.append(len(sentences) / (time.perf_counter() - start))
+    return float(np.median(speeds))
 
 
 def table5(folders: dict[str, str], summary: pd.DataFrame, sentences: list[list[str]], *, batch_size: int = 32,
-           max_length: int = 128) -> pd.DataFrame:
+           max_length: int = 128, repeats: int = 1) -> pd.DataFrame:
     """Every model's parameters, size on disk (MB, its weight files), inference throughput (sentences/s; CPU, and
     GPU when one is present) and average entity F1 ± interval. `folders`: model -> model folder."""
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -286,7 +291,8 @@ def table5(folders: dict[str, str], summary: pd.DataFrame, sentences: list[list[
                "Size (MB)": f"{sum(w.stat().st_size for w in weights) / 1e6:.1f}",
                "Type": AutoConfig.from_pretrained(folder).model_type}
         for device in devices:
-            speed = throughput(folder, folder, sentences, batch_size=batch_size, max_length=max_length, device=device)
+            speed = throughput(folder, folder, sentences, batch_size=batch_size, max_length=max_length, device=device,
+                               repeats=repeats)
             row[f"Sentences/s ({device.upper()})"] = f"{speed:.1f}"
         row["Average entity F1"] = "" if ours is None else fmt(ours["average:entity_f1"], ours["average:entity_f1_ci"])
         rows.append(row)
