@@ -1,4 +1,5 @@
-"""The report's figures (PNG, matplotlib's Agg backend: no display needed).
+"""The report's figures (PNG through matplotlib's Agg renderer; figures are made without pyplot, so no display and
+no global backend state are involved).
 
     f1_vs_time(summary, "results/plots/f1_vs_time.png")        # summary: edad_core.report.aggregate()
     alpha_schedules("results/plots/alpha_schedules.png")
@@ -12,15 +13,13 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from edad_core.files import atomic_write_bytes  # noqa: E402
-from edad_core.schedules import SCHEDULES, alpha  # noqa: E402
+from edad_core.files import atomic_write_bytes
+from edad_core.schedules import SCHEDULES, alpha
 
 # metrics.jsonl keys that are bookkeeping, not training curves
 NOT_CURVES = {"step", "epoch", "loss", "tokens_per_s"}
@@ -29,8 +28,7 @@ METRIC_NAMES = {"entity_f1": "entity F1", "token_f1": "token macro F1"}
 
 def _save(fig, path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    FigureCanvasAgg(fig).print_png(buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -41,7 +39,8 @@ def _nan_to_zero(x):
 def f1_vs_time(summary: pd.DataFrame, path, metric: str = "entity_f1") -> None:
     """Average F1 against time cost (hours, log scale), 95% interval bars on both axes; teachers and students
     marked apart. Models without a time cost or an average are left out."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5), dpi=120, layout="tight")
+    ax = fig.subplots()
     shown = summary[summary.time_h.notna() & summary[f"average:{metric}"].notna()]
     for role, marker in (("teacher", "s"), ("student", "o")):
         part = shown[shown.role == role]
@@ -64,7 +63,8 @@ def f1_vs_time(summary: pd.DataFrame, path, metric: str = "entity_f1") -> None:
 
 def alpha_schedules(path, steps: int = 200) -> None:
     """alpha (weight of the distillation loss) over training for every schedule of edad_core.schedules."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4), dpi=120, layout="tight")
+    ax = fig.subplots()
     t = np.arange(steps + 1)
     for name in SCHEDULES:
         ax.plot(t / steps, [alpha(name, s, steps) for s in t], label=name)
@@ -94,7 +94,8 @@ def training_curves(runs: dict[str, str], path) -> None:
         raise ValueError(f"no loss terms logged in {list(runs.values())}")
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3 * rows), dpi=120, layout="tight")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, key in zip(axes.flat, keys):
         for run, frame in frames.items():
             if key in frame:
