@@ -121,9 +121,10 @@ def time_cost(entry: dict, seconds: dict[str, list[float]]) -> tuple[float, floa
     """Hours: mean and 95% interval over the timing repeats of a model's cost. Repeat k's cost is the sum of
     repeat k of each of its runs plus the published hours; only repeats every run has are used. A model with no
     run (BERT) costs its published hours or NaN."""
-    runs, published = entry.get("train_runs", []), entry.get("published_hours") or 0.0
+    runs, published = entry.get("train_runs", []), entry.get("published_hours")
     if not runs:
-        return (float(published), math.nan, 0) if entry.get("published_hours") is not None else (math.nan,) * 2 + (0,)
+        return (math.nan if published is None else float(published)), math.nan, 0
+    published = published or 0.0
     missing = [r for r in runs if not seconds.get(r)]
     if missing:
         raise ValueError(f"no train_seconds for the runs {missing}")
