@@ -172,4 +172,4 @@ def finetune_targets():
 
 
 def final_targets():
-    return ner_targets() + training_targets() + timing_targets() + finetune_targets()
+    return ner_targets() + training_targets() + timing_targets() + finetune_targets() + report_targets()

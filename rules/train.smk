@@ -11,6 +11,7 @@ rule adapt:
     output:
         model=model_files(f"{RESULTS}/train/adapt_{{method}}/teacher"),
         summary=f"{RESULTS}/train/adapt_{{method}}/train_summary.json",
+        metrics=f"{RESULTS}/train/adapt_{{method}}/metrics.jsonl",
     params:
         **train_params("adapt", "method"),
     wildcard_constraints:
@@ -38,6 +39,7 @@ use rule adapt as distill with:
     output:
         model=model_files(f"{RESULTS}/train/gd_{{teacher}}/student"),
         summary=f"{RESULTS}/train/gd_{{teacher}}/train_summary.json",
+        metrics=f"{RESULTS}/train/gd_{{teacher}}/metrics.jsonl",
     params:
         **train_params("distill", "teacher"),
     wildcard_constraints:
@@ -57,6 +59,7 @@ use rule adapt as edad with:
         teacher=model_files(f"{RESULTS}/train/edad_{{schedule}}/teacher"),
         student=model_files(f"{RESULTS}/train/edad_{{schedule}}/student"),
         summary=f"{RESULTS}/train/edad_{{schedule}}/train_summary.json",
+        metrics=f"{RESULTS}/train/edad_{{schedule}}/metrics.jsonl",
     params:
         **train_params("edad", "schedule"),
     wildcard_constraints:

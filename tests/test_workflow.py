@@ -198,3 +198,20 @@ def test_every_shell_interpolation_is_quoted():
             unquoted += [f"{rules.name}: {m}" for m in re.findall(r"\{[^{}]+\}", shell)
                          if not m.endswith(":q}") and m not in ("{threads}", "{params.launch}")]
     assert not unquoted, unquoted
+
+
+def test_slurm_profile_plans_without_a_cluster(tmp_path, monkeypatch):
+    """profiles/slurm: the paper run plans (dry run, no sbatch) with partitions/account from the environment and
+    each training rule on a whole 4-GPU node."""
+    monkeypatch.setenv("EDAD_SLURM_ACCOUNT", "acct1")
+    monkeypatch.setenv("EDAD_SLURM_GPU_PARTITION", "gpupart")
+    monkeypatch.setenv("EDAD_SLURM_CPU_PARTITION", "cpupart")
+    out = snakemake(tmp_path, "-n", "--profile", str(PROJECT / "profiles" / "slurm"), "--workflow-profile", "none")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = {}
+    for block in out.stdout.split("\nrule ")[1:]:
+        resources = re.search(r"resources: (.*)", block)
+        jobs.setdefault(block.split(":")[0], resources.group(1) if resources else "")
+    assert "slurm_partition=gpupart" in jobs["adapt"] and "gpu=4" in jobs["adapt"] and "cpus_per_gpu=8" in jobs["edad"]
+    assert "slurm_account=acct1" in jobs["corpus"] and "slurm_partition=cpupart" in jobs["corpus"]
+    assert "runtime=2880" in jobs["adapt"] and "tasks" not in jobs["distill"]

@@ -1,0 +1,108 @@
+# Stage 7: the paper's Tables 1-4 (our figures beside the paper's), Table 5 (size and inference speed), the
+# figures, and the EDAD student exported for transformers alone. Outputs are marked for `snakemake --report`.
+# Needs rules/common.smk (RESULTS, SCRIPTS, CONDA_ENV, NER_DATASETS, as_json, model_files) and rules/report_inputs.smk.
+
+
+rule tables:
+    input:
+        script=f"{SCRIPTS}/report.py",
+        results=finetune_targets(),
+        summaries=[p for paths in timing_summaries().values() for p in paths],
+    output:
+        **{f"csv{n}": report(f"{RESULTS}/table{n}.csv", caption=f"../report/table{n}.rst", category="Tables",
+                             labels={"table": f"Table {n}", "format": "CSV"}) for n in (1, 2, 3, 4)},
+        **{f"md{n}": f"{RESULTS}/table{n}.md" for n in (1, 2, 3, 4)},
+        summary=report(f"{RESULTS}/report/summary.csv", caption="../report/summary.rst", category="Tables",
+                       labels={"table": "all models", "format": "CSV"}),
+    params:
+        models=as_json(list(report_models().items())),  # a list: as_json sorts a dict's keys, rows keep this order
+        datasets=as_json(list(NER_DATASETS)),
+        summaries=as_json(timing_summaries()),
+        out_dir=lambda w, output: os.path.dirname(output.csv1),
+    log:
+        f"{RESULTS}/logs/report/tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/tables.tsv"
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        "python {input.script:q} tables --results {input.results:q} --summaries {params.summaries:q}"
+        " --models {params.models:q} --datasets {params.datasets:q} --out-dir {params.out_dir:q}"
+        " --summary {output.summary:q} > {log:q} 2>&1"
+
+
+rule table5:
+    input:
+        script=f"{SCRIPTS}/report.py",
+        summary=rules.tables.output.summary,
+        sentences=f"{RESULTS}/ner/{list(NER_DATASETS)[0]}/test.tsv",
+        models=[f for m in report_models(finetune_models()).values() if m["folder"].startswith(RESULTS)
+                for f in model_files(m["folder"])],
+    output:
+        csv=report(f"{RESULTS}/table5.csv", caption="../report/table5.rst", category="Tables",
+                   labels={"table": "Table 5", "format": "CSV"}),
+        md=f"{RESULTS}/table5.md",
+    params:
+        folders=as_json([[name, m["folder"]] for name, m in report_models(finetune_models()).items()
+                         if not skip_reason(name)]),
+        settings=as_json(config["report"]["throughput"]),
+        out=lambda w, output: os.path.splitext(output.csv)[0],
+    log:
+        f"{RESULTS}/logs/report/table5.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/table5.tsv"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1 if config["train"]["gpus"] else 0,  # GPU throughput is measured when a GPU is present
+    conda:
+        CONDA_ENV
+    shell:
+        "python {input.script:q} table5 --folders {params.folders:q} --summary {input.summary:q}"
+        " --sentences {input.sentences:q} --settings {params.settings:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule plots:
+    input:
+        script=f"{SCRIPTS}/report.py",
+        summary=rules.tables.output.summary,
+        metrics=[p for runs in stage_curves().values() for p in runs.values()],
+    output:
+        f1_vs_time=report(f"{PLOTS}/f1_vs_time.png", caption="../report/f1_vs_time.rst", category="Figures",
+                          labels={"figure": "average F1 vs time cost"}),
+        schedules=report(f"{PLOTS}/alpha_schedules.png", caption="../report/alpha_schedules.rst",
+                         category="Figures", labels={"figure": "alpha schedules"}),
+        curves=[report(png, caption="../report/training_curves.rst", category="Training curves",
+                       labels={"stage": os.path.basename(png)[len("training_"):-len(".png")]})
+                for png in stage_curves()],
+    params:
+        curves=as_json(stage_curves()),
+    log:
+        f"{RESULTS}/logs/report/plots.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/plots.tsv"
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        "python {input.script:q} plots --summary {input.summary:q} --curves {params.curves:q}"
+        " --f1-vs-time {output.f1_vs_time:q} --schedules {output.schedules:q} > {log:q} 2>&1"
+
+
+rule export_student:
+    input:
+        script=f"{SCRIPTS}/report.py",
+        model=model_files(f"{RESULTS}/train/edad_{config['report']['edad_schedule']}/student"),
+    output:
+        directory(f"{RESULTS}/export/EDAD"),
+    params:
+        model_dir=lambda w, input: os.path.dirname(input.model[0]),
+    log:
+        f"{RESULTS}/logs/report/export_student.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/export_student.tsv"
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        "python {input.script:q} export --model {params.model_dir:q} --out {output:q} > {log:q} 2>&1"

