@@ -23,7 +23,9 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from edad_core.download import DownloadError, resolve_model
+from edad_core.download import DownloadError, mirror_path, mirror_root, resolve_model
+
+HUB = "https://huggingface.co"
 
 ADAPTED = {"biobert": "oiBioBERT", "scibert": "oiSciBERT", "exbert": "exBERT"}
 PUBLISHED = {"BioBERT": "pub_biobert", "SciBERT": "pub_scibert"}  # row name -> distill teacher wildcard
@@ -69,24 +71,45 @@ def build_registry(config: dict) -> dict[str, ModelRow]:
     return {row.name: row for row in rows}
 
 
+def mirrored_checkpoint(spec: str, mirror: str | None = None) -> Path | None:
+    """The mirror's copy of the hub checkpoint `spec` (config `mirror` / EDAD_MIRROR): its files laid out by their
+    download URLs, `<mirror>/huggingface.co/<spec>/resolve/main/config.json` etc., when config.json is there."""
+    root = mirror_root(mirror)
+    if root is None or spec.startswith("pkg:") or Path(spec).expanduser().is_dir():
+        return None
+    try:
+        folder = mirror_path(f"{HUB}/{spec}/resolve/main/config.json", root).parent
+    except DownloadError:  # not a hub id
+        return None
+    return folder if (folder / "config.json").is_file() else None
+
+
+def checkpoint_source(spec: str, mirror: str | None = None) -> str:
+    """Where the rules read `spec` from: the mirror's copy when there is one, else `spec` itself (a local folder,
+    pkg: spec, or hub id that from_pretrained finds in the cache or downloads)."""
+    found = mirrored_checkpoint(spec, mirror)
+    return str(found) if found else spec
+
+
 @functools.cache
-def unavailable_reason(spec: str) -> str | None:
+def unavailable_reason(spec: str, mirror: str | None = None) -> str | None:
     """Why the checkpoint `spec` cannot be had, or None when it can: a local folder or pkg: spec that exists, a
-    hub id in the local Hugging Face cache, or one the hub answers for (one HEAD request, 5 s timeout; no answer
-    within that time counts as unavailable, so planning never hangs)."""
+    copy in the mirror, a hub id in the local Hugging Face cache, or one the hub answers for (one HEAD request, 5 s
+    timeout; no answer within that time counts as unavailable, so planning never hangs)."""
     try:
         path = resolve_model(spec)
     except DownloadError as err:
         return str(err)
-    if Path(path).is_dir():
+    if Path(path).is_dir() or mirrored_checkpoint(spec, mirror):
         return None
     if isinstance(try_to_load_from_cache(spec, "config.json"), str):
         return None
+    elsewhere = "not a local folder, not in the mirror, not in the Hugging Face cache"
     if os.environ.get("HF_HUB_OFFLINE"):
-        return f"{spec}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
-    url = f"https://huggingface.co/{spec}/resolve/main/config.json"
+        return f"{spec}: {elsewhere}, and HF_HUB_OFFLINE is set"
+    url = f"{HUB}/{spec}/resolve/main/config.json"
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
     except (OSError, ValueError) as err:
-        return f"{spec}: not a local folder, not in the Hugging Face cache, and the hub cannot be reached ({err})"
+        return f"{spec}: {elsewhere}, and the hub cannot be reached ({err})"
     return None

