@@ -51,6 +51,8 @@ def test_sources_and_which_rows_the_workflow_makes():
     assert rows["exBERT"].source == "train/adapt_exbert/teacher" and rows["exBERT"].workflow_made
     assert rows["EDAD_linear_teacher"].source == "train/edad_linear/teacher"
     assert rows["SciBERT_GD"].source == "train/gd_pub_scibert/student"
+    assert rows["SciBERT_GD"].workflow_made and rows["SciBERT_GD"].hub == "allenai/scibert_scivocab_uncased"
+    assert rows["BERT"].hub is None  # the base is never skipped: every run needs it
 
 
 def test_rows_follow_the_configured_runs():
