@@ -57,6 +57,13 @@ def skip_reason(name):
     return unavailable_reason(row.hub, MIRROR) if row.hub else None
 
 
+def finetune_tokenizer(name):
+    """A published checkpoint is fine-tuned with its tokenizer as rule vocab_published builds it, in its configured
+    casing (a hub repo without tokenizer_config.json, as BioBERT v1.1's, would load lowercased); every other row
+    with its own ('')."""
+    return f"{RESULTS}/vocab/{PUBLISHED[name]}" if name in PUBLISHED else ""
+
+
 def distill_teachers():
     """The configured GD teachers whose checkpoint can be had (a published one may not be, offline)."""
     teachers = config["train"]["distill"]["teachers"]

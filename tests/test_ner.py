@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, BertConfig, BertModel, Trainer, TrainingArguments, pipeline
 
 from edad_core.modeling import ExBertConfig, ExBertForTokenClassification
-from edad_core.ner import encode, evaluate, finetune_and_evaluate, predict, token_macro_f1, word_pieces
+from edad_core.ner import encode, evaluate, finetune_and_evaluate, load_model, predict, token_macro_f1, word_pieces
 from edad_core.ner_data import write_iob
+from edad_core.vocab import load_base_vocab, write_tokenizer_dir
 
 LABELS = ["O", "B-Chem", "I-Chem", "B-Dis", "I-Dis"]
 
@@ -147,3 +148,17 @@ def test_a_tiny_fine_tune_learns_repeats_and_depends_on_its_seed(tmp_path, tiny_
     assert len(rows) == 6 and all(len(r.split()) == 3 for r in rows)
     assert not list((tmp_path / "work-a").glob("checkpoint-*")) and not (tmp_path / "a" / "model").exists()
     assert json.loads((tmp_path / "a" / "result.json").read_text())["epochs"] == 4
+
+
+def test_a_published_checkpoint_keeps_its_casing_with_the_tokenizer_given(tmp_path, tiny_bert):
+    """A hub repo with only config.json, weights and vocab.txt (as BioBERT v1.1) loads lowercased; the tokenizer
+    folder rule vocab_published builds (lowercase: false) keeps the case."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        shutil.copy(tiny_bert / name, repo)
+    cased = write_tokenizer_dir(tmp_path / "cased", load_base_vocab(str(repo)), lowercase=False, stats={})
+    _, own = load_model(str(repo), LABELS)
+    _, given = load_model(str(repo), LABELS, tokenizer_source=str(cased))
+    assert own.tokenize("Aspirin") == own.tokenize("aspirin")  # the silent lowercasing
+    assert given.tokenize("Aspirin") != given.tokenize("aspirin")

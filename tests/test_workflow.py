@@ -71,7 +71,9 @@ def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path, 
     (biobert / "config.json").write_text((minilm / "config.json").read_text())
     counts, jobs = planned_jobs(tmp_path, mirror=mirror)
     assert f"--base {biobert}" in jobs  # rule vocab_published reads the mirror's copy
-    assert f"--model {biobert}" in jobs and "--name BioBERT" in jobs  # so does its fine-tuning
+    # so does its fine-tuning, with the cased tokenizer vocab_published builds
+    assert f"--name BioBERT --model {biobert} --tokenizer results/vocab/pub_biobert --role teacher" in jobs
+    assert "--no-lowercase" in jobs
     assert "--name BioBERT_GD --model results/train/gd_pub_biobert/student" in jobs  # its student: made here
     assert counts["vocab_published"] == 1 and counts["pretrain_data"] == 4  # base, extended, domain, pub_biobert
     assert counts["distill"] == 5 and counts["distill_repeat"] == 10
