@@ -3,7 +3,8 @@ device, so each job claims a free one itself.
 
     python -m edad_core.devices --locks work/gpu_locks -- python workflow_scripts/finetune.py ...
 
-takes an exclusive `flock` on `<locks>/gpu<id>.lock` for the first free device, sets CUDA_VISIBLE_DEVICES=<id> and
+takes an exclusive `flock` on `<locks>/<host>/gpu<id>.lock` for the first free device (one folder per host: a
+cluster's nodes may share work/, not their GPUs), sets CUDA_VISIBLE_DEVICES=<id> and
 replaces itself with the command (exec), which inherits the lock: the device is held exactly as long as the job's
 process lives, and the kernel releases it when the process exits or is killed. With every device busy it waits;
 without a GPU the command runs on the CPU (CUDA_VISIBLE_DEVICES=""). The devices are those listed in
@@ -17,6 +18,7 @@ import argparse
 import fcntl
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -35,6 +37,7 @@ def devices() -> list[str]:
 
 def claim(locks: Path, ids: list[str], poll_seconds: float = 1.0) -> tuple[str, int]:
     """(device id, open lock fd) of a free device, waiting while all are busy."""
+    locks = locks / socket.gethostname()
     locks.mkdir(parents=True, exist_ok=True)
     waited = False
     while True:

@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import try_to_load_from_cache
+from huggingface_hub import hf_hub_url, try_to_load_from_cache
 
 from edad_core.download import DownloadError, mirror_path, mirror_root, resolve_model
 
@@ -109,7 +109,7 @@ def unavailable_reason(spec: str, mirror: str | None = None) -> str | None:
     elsewhere = "not a local folder, not in the mirror, not in the Hugging Face cache"
     if os.environ.get("HF_HUB_OFFLINE"):
         return f"{spec}: {elsewhere}, and HF_HUB_OFFLINE is set"
-    url = f"{HUB}/{spec}/resolve/main/config.json"
+    url = hf_hub_url(spec, "config.json")  # HF_ENDPOINT respected
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
     except (OSError, ValueError) as err:

@@ -36,7 +36,7 @@ rule finetune:
     shell:
         "python -m edad_core.devices --locks {params.locks:q} --"
         " python {input.script:q} --name {wildcards.model:q} --model {params.source:q}"
-        " --tokenizer {params.tokenizer:q} --role {params.role:q}"
+        " --tokenizer={params.tokenizer:q} --role {params.role:q}"
         " --dataset {wildcards.dataset:q} --data {params.data_dir:q} --seed {wildcards.seed:q}"
         " --settings {params.settings:q} --output {params.out_dir:q} --work {params.work_dir:q} > {log:q} 2>&1"
 

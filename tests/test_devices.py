@@ -3,6 +3,7 @@ holder's device becomes free, and without GPUs the command runs on the CPU."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ def test_concurrent_jobs_never_share_a_device_and_a_killed_holders_device_is_fre
     a.wait()
     freed = c.stdout.readline().strip()
     assert c.wait(timeout=30) == 0 and freed in held
+    assert sorted(p.name for p in (tmp_path / socket.gethostname()).iterdir()) == ["gpu0.lock", "gpu1.lock"]
     b.kill()
     b.wait()
 

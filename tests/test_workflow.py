@@ -72,7 +72,7 @@ def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path, 
     counts, jobs = planned_jobs(tmp_path, mirror=mirror)
     assert f"--base {biobert}" in jobs  # rule vocab_published reads the mirror's copy
     # so does its fine-tuning, with the cased tokenizer vocab_published builds
-    assert f"--name BioBERT --model {biobert} --tokenizer results/vocab/pub_biobert --role teacher" in jobs
+    assert f"--name BioBERT --model {biobert} --tokenizer=results/vocab/pub_biobert --role teacher" in jobs
     assert "--no-lowercase" in jobs
     assert "--name BioBERT_GD --model results/train/gd_pub_biobert/student" in jobs  # its student: made here
     assert counts["vocab_published"] == 1 and counts["pretrain_data"] == 4  # base, extended, domain, pub_biobert
@@ -95,7 +95,7 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path):
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
-    out = snakemake(workdir, "--configfile", str(SMOKE))
+    out = snakemake(workdir, "--configfile", str(SMOKE), env={"HF_HUB_OFFLINE": "1"})  # BioBERT: skipped
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return workdir, workdir / "results" / "smoke"
 
@@ -116,6 +116,19 @@ def test_smoke_dag_outputs(smoke):
         assert not [p for p in repeat.iterdir() if p.is_dir()], run  # a timing repeat saves no model
         assert not list((workdir / "work" / "smoke" / "timing" / run / "repeat1").glob("checkpoint-*")), run
         assert list((workdir / "work" / "smoke" / "train" / run).glob("checkpoint-*")), run  # keep_final_checkpoint
+
+
+def test_smoke_finetunes_every_model_dataset_and_seed_and_skips_what_cannot_be_had(smoke):
+    _, results = smoke
+    for model in ("BERT", "exBERT_GD", "EDAD_linear"):  # smoke finetune.models
+        for dataset in ("BC5CDR-IOB", "BioNLP09-IOB", "NCBI-disease-IOB"):
+            for seed in (1, 2):
+                result = json.loads((results / "finetune" / model / dataset / f"seed{seed}" / "result.json").read_text())
+                assert (result["name"], result["dataset"], result["seed"]) == (model, dataset, seed)
+                assert result["epochs"] == (1 if model == "BERT" else 2)  # teacher / student epochs of smoke
+                assert 0 <= result["metrics"]["test"]["entity"]["f1"] <= 1
+    skipped = json.loads((results / "finetune" / "BioBERT" / "skipped.json").read_text())
+    assert skipped["model"] == "BioBERT" and "HF_HUB_OFFLINE" in skipped["reason"]
 
 
 def test_smoke_models_load_and_exbert_originals_stay_frozen(smoke):
