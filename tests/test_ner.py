@@ -150,6 +150,21 @@ def test_a_tiny_fine_tune_learns_repeats_and_depends_on_its_seed(tmp_path, tiny_
     assert json.loads((tmp_path / "a" / "result.json").read_text())["epochs"] == 4
 
 
+def test_alignment_on_extension_vocab_words(tmp_path, minilm):
+    from edad_core.vocab import build_extended_vocab
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The hepatotoxicity of acetaminophen and nephrotoxicity of cisplatin were compared.\n" * 300)
+    folder = build_extended_vocab([corpus], str(minilm), tmp_path / "ext", ext_size=10, total_size=30532)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    words = ["hepatotoxicity", "of", "acetaminophen"]
+    pieces = word_pieces(tokenizer, [words])[0]
+    assert any(p >= 30522 for p in pieces[0] + pieces[2])  # extension ids (>= the base vocab) in use
+    (win,) = encode(tokenizer, [words], 128)
+    assert [win.input_ids[i] for i in win.first_piece] == [p[0] for p in pieces]
+    assert win.input_ids[1:-1] == [i for p in pieces for i in p]
+
+
 def test_a_published_checkpoint_keeps_its_casing_with_the_tokenizer_given(tmp_path, tiny_bert):
     """A hub repo with only config.json, weights and vocab.txt (as BioBERT v1.1) loads lowercased; the tokenizer
     folder rule vocab_published builds (lowercase: false) keeps the case."""
