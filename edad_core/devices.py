@@ -3,11 +3,13 @@ device, so each job claims a free one itself.
 
     python -m edad_core.devices --locks work/gpu_locks -- python workflow_scripts/finetune.py ...
 
-takes an exclusive `flock` on `<locks>/gpu<i>.lock` for the first free device i, sets CUDA_VISIBLE_DEVICES=i and
+takes an exclusive `flock` on `<locks>/<host>/gpu<id>.lock` for the first free device (one folder per host: a
+cluster's nodes may share work/, not their GPUs), sets CUDA_VISIBLE_DEVICES=<id> and
 replaces itself with the command (exec), which inherits the lock: the device is held exactly as long as the job's
 process lives, and the kernel releases it when the process exits or is killed. With every device busy it waits;
-without a GPU the command runs on the CPU (CUDA_VISIBLE_DEVICES=""). The number of devices is
-torch.cuda.device_count(), or EDAD_GPUS when set (tests use fake devices).
+without a GPU the command runs on the CPU (CUDA_VISIBLE_DEVICES=""). The devices are those listed in
+CUDA_VISIBLE_DEVICES when it is set (a cluster scheduler's allocation: its ids are leased, not 0..n-1, which would
+name other jobs' GPUs), else 0..torch.cuda.device_count()-1; EDAD_GPUS=n overrides with 0..n-1 (fake devices in tests).
 """
 
 from __future__ import annotations
@@ -16,35 +18,39 @@ import argparse
 import fcntl
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def device_count() -> int:
+def devices() -> list[str]:
     if "EDAD_GPUS" in os.environ:
-        return int(os.environ["EDAD_GPUS"])
+        return [str(i) for i in range(int(os.environ["EDAD_GPUS"]))]
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
     import torch  # only when needed: the launcher should start fast
 
-    return torch.cuda.device_count()
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def claim(locks: Path, n_devices: int, poll_seconds: float = 1.0) -> tuple[int, int]:
-    """(device index, open lock fd) of a free device, waiting while all are busy."""
+def claim(locks: Path, ids: list[str], poll_seconds: float = 1.0) -> tuple[str, int]:
+    """(device id, open lock fd) of a free device, waiting while all are busy."""
+    locks = locks / socket.gethostname()
     locks.mkdir(parents=True, exist_ok=True)
     waited = False
     while True:
-        for i in range(n_devices):
-            fd = os.open(locks / f"gpu{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        for device in ids:
+            fd = os.open(locks / f"gpu{device}.lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 continue
-            return i, fd
+            return device, fd
         if not waited:
-            log.info("all %d GPUs are claimed by other jobs (%s); waiting", n_devices, locks)
+            log.info("all %d GPUs (%s) are claimed by other jobs (%s); waiting", len(ids), ",".join(ids), locks)
             waited = True
         time.sleep(poll_seconds)
 
@@ -58,14 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     if not command:
         p.error("no command given (put it after --)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    n = device_count()
-    if n == 0:
+    ids = devices()
+    if not ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     else:
-        device, fd = claim(args.locks, n)
+        device, fd = claim(args.locks, ids)
         os.set_inheritable(fd, True)  # the lock stays with the command's process
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
-        log.info("claimed GPU %d", device)
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+        log.info("claimed GPU %s", device)
     os.execvp(command[0], command)
 
 

@@ -5,7 +5,8 @@
                                    settings=config["finetune"], output_dir=..., work_dir=...)
 
 `source`: a folder the workflow made (model_type exbert), a local plain BERT folder, a hub id, or
-`pkg:<module>/<path>`; the tokenizer comes from the same place. `data_dir`: train/devel/test.tsv and labels.json
+`pkg:<module>/<path>`; the tokenizer comes from the same place unless `tokenizer_source` names another (a published
+checkpoint's tokenizer with its configured casing: a hub repo without tokenizer_config.json loads lowercased). `data_dir`: train/devel/test.tsv and labels.json
 as rule ner_data writes them. `settings` (config `finetune`): epochs {teacher, student}, lr, batch_size,
 per_device_batch_size, weight_decay, warmup_ratio, max_length, group_by_length, precision, seqeval_mode,
 seqeval_scheme, keep_model, log_every, checkpoint_every.
@@ -152,15 +153,17 @@ def token_step(models, batch, ctx):
     return {"model": out.loss}, {}
 
 
-def load_model(source: str, labels: list[str]) -> tuple[ExBertForTokenClassification, object]:
-    """A token-classification model with a fresh head of len(labels) classes, and its tokenizer."""
+def load_model(source: str, labels: list[str], tokenizer_source: str | None = None
+               ) -> tuple[ExBertForTokenClassification, object]:
+    """A token-classification model with a fresh head of len(labels) classes, and its tokenizer (or the one of
+    `tokenizer_source`)."""
     folder = resolve_model(source)
     head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
     if AutoConfig.from_pretrained(folder).model_type == "exbert":
         model = ExBertForTokenClassification.from_pretrained(folder, **head)
     else:
         model = ExBertForTokenClassification.from_bert(folder, **head)
-    return model, AutoTokenizer.from_pretrained(folder)
+    return model, AutoTokenizer.from_pretrained(resolve_model(tokenizer_source) if tokenizer_source else folder)
 
 
 @torch.no_grad()
@@ -215,13 +218,13 @@ def conll(sentences, gold_tags, pred_tags) -> str:
 
 
 def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, data_dir, seed: int, settings: dict,
-                          output_dir, work_dir) -> dict:
+                          output_dir, work_dir, tokenizer_source: str | None = None) -> dict:
     output_dir, work_dir = Path(output_dir), Path(work_dir)
     labels = json.loads((Path(data_dir) / "labels.json").read_text())["label_names"]
     index = {l: i for i, l in enumerate(labels)}
     splits = {s: read_iob(Path(data_dir) / f"{s}.tsv") for s in SPLITS}
     torch.manual_seed(seed)  # the head's initialisation
-    model, tokenizer = load_model(source, labels)
+    model, tokenizer = load_model(source, labels, tokenizer_source)
     max_length = settings["max_length"]
     encoded = {s: encode(tokenizer, [w for w, _ in sents], max_length) for s, sents in splits.items()}
     train_set = TokenDataset(encoded["train"], [[index[t] for t in tags] for _, tags in splits["train"]])
@@ -239,7 +242,7 @@ def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, da
         if not engine.is_main:
             return summary
         device = engine.dist.device
-    result = {"name": name, "source": source, "role": role, "dataset": dataset, "seed": seed,
+    result = {"name": name, "source": source, "tokenizer": tokenizer_source or source, "role": role, "dataset": dataset, "seed": seed,
               "epochs": settings["epochs"][role], "params": sum(p.numel() for p in model.parameters()),
               "train_seconds": summary["train_seconds"],
               "train_examples_per_s": len(train_set) * cfg.epochs / summary["train_seconds"],

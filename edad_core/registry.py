@@ -21,9 +21,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import try_to_load_from_cache
+from huggingface_hub import hf_hub_url, try_to_load_from_cache
 
-from edad_core.download import DownloadError, resolve_model
+from edad_core.download import DownloadError, mirror_path, mirror_root, resolve_model
+
+HUB = "https://huggingface.co"
 
 ADAPTED = {"biobert": "oiBioBERT", "scibert": "oiSciBERT", "exbert": "exBERT"}
 PUBLISHED = {"BioBERT": "pub_biobert", "SciBERT": "pub_scibert"}  # row name -> distill teacher wildcard
@@ -37,17 +39,19 @@ class ModelRow:
     train_runs: tuple[str, ...]  # runs under results/train whose train_seconds add up to the time cost
     tables: tuple[int, ...]  # the paper's tables the row appears in
     published_hours: float | None = None  # a published checkpoint's adaptation time (exBERT's paper)
-    hub: str | None = None  # a checkpoint that must be had from outside the workflow
+    hub: str | None = None  # a published checkpoint it needs, which may not be had (then the row is skipped)
 
     @property
     def workflow_made(self) -> bool:
-        return self.hub is None and self.source.startswith("train/")
+        """Made by its training runs here (the last one writes `source`), even when it needs a published teacher."""
+        return bool(self.train_runs)
 
 
 def build_registry(config: dict) -> dict[str, ModelRow]:
     train, models = config["train"], config["models"]
     methods, teachers, schedules = train["adapt"]["methods"], train["distill"]["teachers"], train["edad"]["schedules"]
-    rows = [ModelRow("BERT", "teacher", models["teacher"]["base"], (), (1,), hub=models["teacher"]["base"])]
+    # the base checkpoint is never skipped: every training run needs it
+    rows = [ModelRow("BERT", "teacher", models["teacher"]["base"], (), (1,))]
     rows += [ModelRow(ADAPTED[m], "teacher", f"train/adapt_{m}/teacher", (f"adapt_{m}",), (1,)) for m in methods]
     for teacher in teachers:
         if teacher == "bert":
@@ -69,24 +73,45 @@ def build_registry(config: dict) -> dict[str, ModelRow]:
     return {row.name: row for row in rows}
 
 
+def mirrored_checkpoint(spec: str, mirror: str | None = None) -> Path | None:
+    """The mirror's copy of the hub checkpoint `spec` (config `mirror` / EDAD_MIRROR): its files laid out by their
+    download URLs, `<mirror>/huggingface.co/<spec>/resolve/main/config.json` etc., when config.json is there."""
+    root = mirror_root(mirror)
+    if root is None or spec.startswith("pkg:") or Path(spec).expanduser().is_dir():
+        return None
+    try:
+        folder = mirror_path(f"{HUB}/{spec}/resolve/main/config.json", root).parent
+    except DownloadError:  # not a hub id
+        return None
+    return folder if (folder / "config.json").is_file() else None
+
+
+def checkpoint_source(spec: str, mirror: str | None = None) -> str:
+    """Where the rules read `spec` from: the mirror's copy when there is one, else `spec` itself (a local folder,
+    pkg: spec, or hub id that from_pretrained finds in the cache or downloads)."""
+    found = mirrored_checkpoint(spec, mirror)
+    return str(found) if found else spec
+
+
 @functools.cache
-def unavailable_reason(spec: str) -> str | None:
+def unavailable_reason(spec: str, mirror: str | None = None) -> str | None:
     """Why the checkpoint `spec` cannot be had, or None when it can: a local folder or pkg: spec that exists, a
-    hub id in the local Hugging Face cache, or one the hub answers for (one HEAD request, 5 s timeout; no answer
-    within that time counts as unavailable, so planning never hangs)."""
+    copy in the mirror, a hub id in the local Hugging Face cache, or one the hub answers for (one HEAD request, 5 s
+    timeout; no answer within that time counts as unavailable, so planning never hangs)."""
     try:
         path = resolve_model(spec)
     except DownloadError as err:
         return str(err)
-    if Path(path).is_dir():
+    if Path(path).is_dir() or mirrored_checkpoint(spec, mirror):
         return None
     if isinstance(try_to_load_from_cache(spec, "config.json"), str):
         return None
+    elsewhere = "not a local folder, not in the mirror, not in the Hugging Face cache"
     if os.environ.get("HF_HUB_OFFLINE"):
-        return f"{spec}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
-    url = f"https://huggingface.co/{spec}/resolve/main/config.json"
+        return f"{spec}: {elsewhere}, and HF_HUB_OFFLINE is set"
+    url = hf_hub_url(spec, "config.json")  # HF_ENDPOINT respected
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
     except (OSError, ValueError) as err:
-        return f"{spec}: not a local folder, not in the Hugging Face cache, and the hub cannot be reached ({err})"
+        return f"{spec}: {elsewhere}, and the hub cannot be reached ({err})"
     return None

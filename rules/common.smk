@@ -6,7 +6,7 @@ import re
 
 from edad_core.engine import TrainConfig
 from edad_core.ner_data import benchmark_files
-from edad_core.registry import PUBLISHED, build_registry, unavailable_reason
+from edad_core.registry import PUBLISHED, build_registry, checkpoint_source, unavailable_reason
 
 RESULTS = config["results"]
 WORK = config["work"]
@@ -47,21 +47,28 @@ def teacher_model(teacher):
     if teacher == "bert":
         return config["models"]["teacher"]["base"]
     if teacher in PUBLISHED_SPEC:
-        return PUBLISHED_SPEC[teacher]["hub"]
+        return checkpoint_source(PUBLISHED_SPEC[teacher]["hub"], MIRROR)
     return f"{RESULTS}/train/adapt_{teacher}/teacher"
 
 
 def skip_reason(name):
     """Why a row cannot be built here (its checkpoint cannot be had), or None."""
     row = REGISTRY[name]
-    return unavailable_reason(row.hub) if row.hub else None
+    return unavailable_reason(row.hub, MIRROR) if row.hub else None
+
+
+def finetune_tokenizer(name):
+    """A published checkpoint is fine-tuned with its tokenizer as rule vocab_published builds it, in its configured
+    casing (a hub repo without tokenizer_config.json, as BioBERT v1.1's, would load lowercased); every other row
+    with its own ('')."""
+    return f"{RESULTS}/vocab/{PUBLISHED[name]}" if name in PUBLISHED else ""
 
 
 def distill_teachers():
     """The configured GD teachers whose checkpoint can be had (a published one may not be, offline)."""
     teachers = config["train"]["distill"]["teachers"]
     return [t for t in teachers if t not in PUBLISHED_SPEC or
-            (PUBLISHED_SPEC[t] is not None and unavailable_reason(PUBLISHED_SPEC[t]["hub"]) is None)]
+            (PUBLISHED_SPEC[t] is not None and unavailable_reason(PUBLISHED_SPEC[t]["hub"], MIRROR) is None)]
 
 
 def launcher():

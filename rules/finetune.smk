@@ -7,11 +7,13 @@ rule finetune:
         script=f"{SCRIPTS}/finetune.py",
         data=f"{RESULTS}/ner/{{dataset}}/labels.json",
         model=lambda w: model_files(f"{RESULTS}/{REGISTRY[w.model].source}") if REGISTRY[w.model].workflow_made else [],
+        tokenizer=lambda w: [f"{finetune_tokenizer(w.model)}/tokenizer_config.json"] if w.model in PUBLISHED else [],
     output:
         result=f"{RESULTS}/finetune/{{model}}/{{dataset}}/seed{{seed}}/result.json",
     params:
         source=lambda w: (f"{RESULTS}/{REGISTRY[w.model].source}" if REGISTRY[w.model].workflow_made
-                          else REGISTRY[w.model].source),
+                          else checkpoint_source(REGISTRY[w.model].source, MIRROR)),
+        tokenizer=lambda w: finetune_tokenizer(w.model),
         role=lambda w: REGISTRY[w.model].role,
         settings=as_json({k: v for k, v in config["finetune"].items() if k not in ("seeds", "models", "threads")}),
         data_dir=lambda w, input: os.path.dirname(input.data),
@@ -33,7 +35,8 @@ rule finetune:
         CONDA_ENV
     shell:
         "python -m edad_core.devices --locks {params.locks:q} --"
-        " python {input.script:q} --name {wildcards.model:q} --model {params.source:q} --role {params.role:q}"
+        " python {input.script:q} --name {wildcards.model:q} --model {params.source:q}"
+        " --tokenizer={params.tokenizer:q} --role {params.role:q}"
         " --dataset {wildcards.dataset:q} --data {params.data_dir:q} --seed {wildcards.seed:q}"
         " --settings {params.settings:q} --output {params.out_dir:q} --work {params.work_dir:q} > {log:q} 2>&1"
 
@@ -60,7 +63,7 @@ rule vocab_published:
         multiext(f"{RESULTS}/vocab/{{published}}/", vocab="vocab.txt", tokenizer="tokenizer.json",
                  tokenizer_config="tokenizer_config.json", stats="vocab_stats.json"),
     params:
-        hub=lambda w: PUBLISHED_SPEC[w.published]["hub"],
+        hub=lambda w: checkpoint_source(PUBLISHED_SPEC[w.published]["hub"], MIRROR),
         case=lambda w: "--lowercase" if PUBLISHED_SPEC[w.published]["lowercase"] else "--no-lowercase",
         out_dir=lambda w, output: os.path.dirname(output.vocab),
     wildcard_constraints:

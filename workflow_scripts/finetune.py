@@ -9,6 +9,7 @@ from edad_core.ner import finetune_and_evaluate
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("--name", required=True, help="the model's row name (edad_core.registry)")
 p.add_argument("--model", required=True, help="workflow model folder, local BERT folder, hub id or pkg:<module>/<path>")
+p.add_argument("--tokenizer", default="", help="tokenizer folder when not the model's own ('' = the model's)")
 p.add_argument("--role", required=True, choices=["teacher", "student"], help="sets the epochs")
 p.add_argument("--dataset", required=True)
 p.add_argument("--data", required=True, help="the ner_data rule's folder (train/devel/test.tsv, labels.json)")
@@ -21,5 +22,5 @@ setup_logging()
 
 result = finetune_and_evaluate(name=args.name, source=args.model, role=args.role, dataset=args.dataset,
                                data_dir=args.data, seed=args.seed, settings=args.settings, output_dir=args.output,
-                               work_dir=args.work)
+                               work_dir=args.work, tokenizer_source=args.tokenizer or None)
 print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=2))
