@@ -37,8 +37,8 @@ rule table5:
         script=f"{SCRIPTS}/report.py",
         summary=rules.tables.output.summary,
         sentences=f"{RESULTS}/ner/{list(NER_DATASETS)[0]}/test.tsv",
-        models=[f for m in report_models(finetune_models()).values() if m["folder"].startswith(RESULTS)
-                for f in model_files(m["folder"])],
+        models=[f for name, m in report_models(finetune_models()).items()
+                if m["folder"].startswith(RESULTS) and not skip_reason(name) for f in model_files(m["folder"])],
     output:
         csv=report(f"{RESULTS}/table5.csv", caption="../report/table5.rst", category="Tables",
                    labels={"table": "Table 5", "format": "CSV"}),
