@@ -257,7 +257,8 @@ def create_examples(
         meta = {
             "format": FORMAT_VERSION, "n_examples": n_examples, "n_tokens": n_tokens, "vocab_size": vocab_size,
             "dtype": dtype.name, "random_next_fraction": n_random / max(n_examples, 1),
-            "unk_fraction": n_unk / max(n_tokens, 1),  # [UNK] pieces: how well the vocabulary covers the corpus
+            # [UNK] among the word pieces (each example adds [CLS] and two [SEP]): how well the vocab covers the corpus
+            "unk_fraction": n_unk / max(n_tokens - 3 * n_examples, 1),
             "special_ids": {k: getattr(tokenizer, f"{k}_token_id") for k in ("pad", "unk", "cls", "sep", "mask")},
             "settings": settings, "tokenizer_dir": str(tokenizer_dir),
             "corpus": {"path": str(corpus_txt), "sha256": hasher.hexdigest(), "documents": n_docs,
