@@ -121,7 +121,6 @@ class ExBertTokenClassifierOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
-    attention_scores: dict[int, torch.Tensor] | None = None
 
 
 class ExBertEmbeddings(nn.Module):
@@ -349,14 +348,9 @@ class ExBertModel(ExBertPreTrainedModel):
     def get_input_embeddings(self):
         return self.embeddings.word_embeddings
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attention_scores: Collection[int] = (),
-    ) -> ExBertModelOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attention_scores: Collection[int] = ()) -> ExBertModelOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None:
@@ -418,15 +412,10 @@ class ExBertForPreTraining(ExBertPreTrainedModel):
         self.cls.seq_relationship = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attention_scores: Collection[int] = (),
-    ) -> ExBertForPreTrainingOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_hidden_states: bool = False, output_attention_scores: Collection[int] = (),
+                ) -> ExBertForPreTrainingOutput:
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         output_hidden_states=output_hidden_states, output_attention_scores=output_attention_scores)
         h = out.last_hidden_state
@@ -456,29 +445,19 @@ class ExBertForTokenClassification(ExBertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attention_scores: Collection[int] = (),
-    ) -> ExBertTokenClassifierOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_hidden_states: bool = False) -> ExBertTokenClassifierOutput:
         """`labels` (batch, length; -100 = ignored) adds the token-level cross-entropy `loss`, as transformers'
-        BertForTokenClassification does."""
+        BertForTokenClassification does. No attention scores: those feed distillation, and a tagger is not
+        distilled."""
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                        output_hidden_states=output_hidden_states, output_attention_scores=output_attention_scores)
+                        output_hidden_states=output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
-        return ExBertTokenClassifierOutput(
-            loss=loss,
-            logits=logits,
-            hidden_states=out.hidden_states,
-            attention_scores=out.attention_scores,
-        )
+        return ExBertTokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

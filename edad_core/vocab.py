@@ -13,10 +13,7 @@ saved by `transformers.BertTokenizer.save_pretrained` (`tokenizer.json`, `tokeni
   id order) that the base vocab lacks;
 - domain (oiSciBERT): a domain-only WordPiece vocab trained from scratch.
 
-Known limit of tokenizers' WordPieceTrainer (a BPE trainer underneath): it breaks ties between merges of equal
-count, and orders the `##` single characters, by hash-map order, so two trainings on the same corpus can permute
-tied tokens and differ in a few low-count tokens at the tail (on CRAFT, <0.1% of the first 14k new tokens).
-Train once per workflow run; `vocab_stats.json` records the sha256 of the `vocab.txt` that was used.
+The same corpus gives the same vocab.txt (same sha256) every time; see `train_wordpiece` for how.
 """
 
 import json
@@ -51,19 +48,34 @@ def _sentence_batches(corpus_files, batch_size=10_000) -> Iterator[list[str]]:
         yield batch
 
 
-def train_wordpiece(corpus_files, vocab_size: int, *, lowercase: bool = True, min_frequency: int = 2) -> list[str]:
-    """A WordPiece vocab learned on the non-empty lines of `corpus_files`, tokens in the trainer's id order (the
-    specials, the alphabet, then merges by decreasing count). It is shorter than `vocab_size` when no merge
-    reaches `min_frequency` any more."""
+def _train(corpus_files, vocab_size: int, special_tokens: list[str], lowercase: bool, min_frequency: int) -> list[str]:
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)  # strips accents iff lowercase, as BERT
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens, show_progress=False
     )
     tokenizer.train_from_iterator(_sentence_batches(corpus_files), trainer)
     vocab = tokenizer.get_vocab()
     return sorted(vocab, key=vocab.get)
+
+
+def train_wordpiece(corpus_files, vocab_size: int, *, lowercase: bool = True, min_frequency: int = 2) -> list[str]:
+    """A WordPiece vocab learned on the non-empty lines of `corpus_files`, tokens in the trainer's id order (the
+    specials, the alphabet, the `##` characters, then merges by decreasing count). It is shorter than `vocab_size`
+    when no merge reaches `min_frequency` any more.
+
+    tokenizers' WordPieceTrainer numbers the `##` characters in hash-map order, and breaks ties between merges of
+    equal count by those numbers, so two trainings on one corpus differ (huggingface/tokenizers#1794; on the
+    mirror's CRAFT articles, every run gave another vocab). A first pass with no merges finds the `##`
+    characters; the second pass is given them, sorted, as special tokens, which fixes their numbers. Their block
+    is then moved back behind the alphabet, where the trainer puts it."""
+    probe = _train(corpus_files, 0, SPECIAL_TOKENS, lowercase, min_frequency)
+    continuations = sorted(t for t in probe if t.startswith("##"))
+    n_alphabet = len(probe) - len(SPECIAL_TOKENS) - len(continuations)
+    tokens = _train(corpus_files, vocab_size, SPECIAL_TOKENS + continuations, lowercase, min_frequency)
+    learned = tokens[len(SPECIAL_TOKENS) + len(continuations):]
+    return SPECIAL_TOKENS + learned[:n_alphabet] + continuations + learned[n_alphabet:]
 
 
 def load_base_vocab(base: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Domain WordPiece vocabularies: layout of the merged vocab, tokenizer folders, errors."""
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -139,6 +140,19 @@ def test_too_small_corpus_fails_cleanly(tmp_path):
 def test_size_mismatch_names_the_config_keys(tmp_path):
     with pytest.raises(ValueError, match=r"vocab\.ext_size \(100\).*30522.*vocab\.total_size is 48180"):
         build_extended_vocab([tmp_path / "never_read.txt"], BASE, tmp_path / "x", ext_size=100, total_size=48180)
+
+
+def test_training_is_deterministic(tmp_path):
+    # Many ties between rare words: tokenizers' own order (hash-map order) gives several vocabs over 20 trainings.
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 7))) for _ in range(400)]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.sample(words, 12)) for _ in range(300)) + "\n")
+    vocabs = {tuple(train_wordpiece([corpus], 300)) for _ in range(20)}
+    assert len(vocabs) == 1
+    (vocab,) = vocabs
+    alphabet = sorted(set("abcdefghij"))
+    assert list(vocab[: len(SPECIAL_TOKENS) + 20]) == SPECIAL_TOKENS + alphabet + [f"##{c}" for c in alphabet]
 
 
 def test_bad_utf8_names_file_and_line(tmp_path):
