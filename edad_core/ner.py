@@ -229,7 +229,7 @@ def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, da
     encoded = {s: encode(tokenizer, [w for w, _ in sents], max_length) for s, sents in splits.items()}
     train_set = TokenDataset(encoded["train"], [[index[t] for t in tags] for _, tags in splits["train"]])
     cfg = TrainConfig(
-        output_dir=str(output_dir), work_dir=str(work_dir), lr=settings["lr"], epochs=settings["epochs"][role],
+        output_dir=str(output_dir), work_dir=str(work_dir), lr=settings["lr"][role], epochs=settings["epochs"][role],
         batch_size=settings["batch_size"], per_device_batch_size=settings["per_device_batch_size"],
         lr_schedule="linear_warmup", warmup_ratio=settings["warmup_ratio"], weight_decay=settings["weight_decay"],
         precision=settings["precision"], checkpoint_every=settings["checkpoint_every"],
@@ -243,7 +243,7 @@ def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, da
             return summary
         device = engine.dist.device
     result = {"name": name, "source": source, "tokenizer": tokenizer_source or source, "role": role, "dataset": dataset, "seed": seed,
-              "epochs": settings["epochs"][role], "params": sum(p.numel() for p in model.parameters()),
+              "epochs": settings["epochs"][role], "lr": settings["lr"][role], "params": sum(p.numel() for p in model.parameters()),
               "train_seconds": summary["train_seconds"],
               "train_examples_per_s": len(train_set) * cfg.epochs / summary["train_seconds"],
               "settings": settings, "metrics": {}, "skipped": None}

@@ -124,7 +124,8 @@ def fixture_dataset(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
-SETTINGS = {"epochs": {"teacher": 3, "student": 4}, "lr": 3e-3, "batch_size": 16, "per_device_batch_size": 8,
+SETTINGS = {"epochs": {"teacher": 3, "student": 4}, "lr": {"teacher": 1e-3, "student": 3e-3},
+            "batch_size": 16, "per_device_batch_size": 8,
             "weight_decay": 0.01, "warmup_ratio": 0.1, "max_length": 16, "group_by_length": True,
             "precision": "fp32", "seqeval_mode": "strict", "seqeval_scheme": "IOB2", "keep_model": False,
             "log_every": 5, "checkpoint_every": 100}
@@ -147,7 +148,8 @@ def test_a_tiny_fine_tune_learns_repeats_and_depends_on_its_seed(tmp_path, tiny_
     rows = (tmp_path / "a" / "predictions-test.conll").read_text().split("\n\n")[0].splitlines()
     assert len(rows) == 6 and all(len(r.split()) == 3 for r in rows)
     assert not list((tmp_path / "work-a").glob("checkpoint-*")) and not (tmp_path / "a" / "model").exists()
-    assert json.loads((tmp_path / "a" / "result.json").read_text())["epochs"] == 4
+    recorded = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert (recorded["epochs"], recorded["lr"]) == (4, 3e-3)  # the student's
 
 
 def test_alignment_on_extension_vocab_words(tmp_path, minilm):

@@ -123,6 +123,49 @@ def test_smoke_dag_outputs(smoke):
     assert skipped["model"] == "BioBERT" and "HF_HUB_OFFLINE is set" in skipped["reason"]  # the helper's env
 
 
+def test_smoke_tables_have_the_papers_layout_and_every_run_filled(smoke):
+    """Tables 1-4: the paper's rows in its order and its columns; a row fine-tuned here (smoke: BERT, exBERT_GD and
+    EDAD_linear, 2 seeds) has every figure with its interval; a trained row has its time cost; a hub row offline
+    says it was skipped. Table 5: one filled row per fine-tuned model."""
+    import pandas as pd
+
+    from edad_core.report import paper_figures
+
+    _, results = smoke
+    paper = paper_figures()
+    datasets = ["BC5CDR", "BioNLP09", "NCBI-disease", "Average"]
+    figure = re.compile(r"\d+\.\d{2} ± \d+\.\d{2}")
+    fine_tuned = {1: {"BERT", "exBERT_GD"}, 2: {"exBERT_GD", "EDAD"}, 3: {"EDAD"}, 4: {"linear"}}
+    skipped = {3: {"BioBERT", "BioBERT_GD"}}
+    for number in (1, 2, 3, 4):
+        table = pd.read_csv(results / f"table{number}.csv", keep_default_na=False, dtype=str)
+        assert (results / f"table{number}.md").read_text().startswith("| Model")
+        labels = list(paper.loc[paper.table == number, "model"])
+        assert list(table.Model) == labels, number  # smoke configures every row the paper has, and no other
+        timing = [] if number == 4 else ["Params (M)", "Params (M), paper", "Time cost (h)", "Time cost (h), paper"]
+        per_dataset = [f"{d} {c}" for d in datasets for c in ("entity F1", "token F1", "paper")]
+        assert list(table.columns) == ["Model", *timing, *per_dataset, "note"], number
+        for row in table.to_dict("records"):
+            f1_cells = [row[f"{d} {c}"] for d in datasets for c in ("entity F1", "token F1")]
+            assert all(row[f"{d} paper"] for d in datasets), row  # the paper's figure beside ours
+            if row["Model"] in fine_tuned[number]:
+                assert all(figure.fullmatch(cell) for cell in f1_cells), row
+                assert row["note"] == "2 seeds", row
+            elif row["Model"] in skipped.get(number, ()):
+                assert row["note"].startswith("skipped: ") and not any(f1_cells), row
+            else:
+                assert row["note"] == "no results" and not any(f1_cells), row
+            if timing and row["Model"] not in skipped.get(number, ()) and row["Model"] != "BERT":
+                assert row["Params (M)"] or row["Model"] not in fine_tuned[number], row
+                assert re.fullmatch(r"\d+\.\d+", row["Time cost (h)"]), row  # one timing run: no interval
+    table5 = pd.read_csv(results / "table5.csv", keep_default_na=False, dtype=str)
+    assert list(table5.Model) == ["BERT", "exBERT_GD", "EDAD_linear"]
+    assert list(table5.columns) == ["Model", "Params (M)", "Size (MB)", "Type", "Sentences/s (CPU)",
+                                    "Average entity F1"]
+    assert all(figure.fullmatch(f1) for f1 in table5["Average entity F1"])
+    assert all(float(v) > 0 for column in ("Params (M)", "Size (MB)", "Sentences/s (CPU)") for v in table5[column])
+
+
 def test_a_timing_repeat_saves_no_model_and_no_checkpoint(smoke, tmp_path):
     workdir, results = smoke
     overlay = tmp_path / "repeats.yaml"
