@@ -16,8 +16,8 @@ describe it in 2026: every article version is a folder ``PMC<id>.<version>/`` at
 ...; null without a machine-readable licence) and ``xml_url`` (``s3://pmc-oa-opendata/<key>?md5=<hex>``, null when
 there is no XML). A metadata file without one of the first four is an error (a renamed field must not let
 retracted articles in). NCBI writes a dated S3 inventory of the bucket every day under ``inventory-reports/``
-(``<inventory_prefix><YYYY-MM-DDTHH-MMZ>/manifest.json`` naming gzipped CSV files, one row per object, kept 30
-days). The legacy ``oa_comm/`` tree moved to ``deprecated/`` in April 2026 and is not read.
+(``<inventory_prefix><YYYY-MM-DDTHH-MMZ>/manifest.json`` naming gzipped CSV files, one row per object such as
+``metadata/PMC<id>.<version>.json``; kept 30 days). The legacy ``oa_comm/`` tree moved to ``deprecated/`` in April 2026 and is not read.
 
 Candidates: the articles named in the inventory (``inventory: latest``, the newest dated one with a manifest, or
 one pinned by its folder name); without one (``inventory: null``, or none found) a full ListObjectsV2 listing of
@@ -29,10 +29,11 @@ string order ("PMC10..." before "PMC2..."), so a prefix of it is a narrow slice 
 dates. The hash order is a uniform random permutation that the same candidates and key give again; the corpus
 takes whole articles in this order until it has its N tokens.
 
-Version: an article with a retracted version is left out. Of its versions, the published ones (``is_manuscript`` false) come first, then those whose flag
-is null, then author manuscripts, each newest first; the first with ``is_retracted`` false, ``is_pmc_openaccess``
-true and a licence in ``licenses`` (compared ignoring case, spaces and hyphens) is taken. A null or unknown flag
-never lets a version in. With no such version the article is left out, for the reason of its first-ranked one.
+Version: an article with a retracted version is left out. Of its versions, the published ones (``is_manuscript``
+false) come first, then those whose ``is_manuscript`` is null or unknown, then author manuscripts, each newest
+first; the first with ``is_retracted`` false, ``is_pmc_openaccess`` true and a licence in ``licenses`` (compared
+ignoring case, spaces and hyphens) is taken: a null or unknown ``is_retracted`` or ``is_pmc_openaccess`` never lets
+a version in. With no such version the article is left out, for the reason of its first-ranked one.
 
 Robustness: a listing page that does not parse is fetched again; the XML is checked against the metadata's md5
 and cached under ``cache_dir``, and a mismatch fetches the article's metadata again once (NCBI updated the
@@ -178,7 +179,8 @@ def _inventory_versions(manifest_key: str, manifest: bytes, cfg: dict, mirror, c
         data = cached_bytes(f"{base}/{part['key']}", cache_dir, mirror, "md5", part.get("MD5checksum"))
         with gzip.open(io.BytesIO(data), "rt", encoding="utf-8", newline="") as rows:
             for row in csv.reader(rows):
-                m = INVENTORY_KEY.fullmatch(urllib.parse.unquote(row[column]))  # S3 inventories URL-encode keys
+                key = urllib.parse.unquote(row[column]) if len(row) > column else ""  # S3 URL-encodes keys
+                m = INVENTORY_KEY.fullmatch(key)
                 if m and m[1].startswith(cfg["prefix"]):
                     yield int(m[2]), int(m[3])
 
@@ -195,7 +197,8 @@ class Candidates:
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[int, int]], key: str, provenance: dict) -> Candidates:
-        # packed in one uint64 each: a 9M-article bucket stays about 100 MB, where tuples would take gigabytes
+        # (id, version) packed in one uint64: the real bucket's millions of versions take a few hundred MB here,
+        # several times that as Python tuples
         packed = array("Q", (pmc << 32 | version for pmc, version in pairs))
         unique = np.unique(np.frombuffer(packed, dtype=np.uint64))  # by id, then version; repeats gone
         ids, starts = np.unique(unique >> np.uint64(32), return_index=True)

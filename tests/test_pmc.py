@@ -225,6 +225,29 @@ def test_a_pinned_inventory_a_missing_one_and_none(bucket, tmp_path, caplog):
     assert _report(stats)["candidates"]["from"] == "listing" and "no inventory under" in caplog.text
 
 
+def test_a_broken_inventory_stops_the_build_naming_it(bucket, tmp_path):
+    part = bucket.root / INVENTORY / "data" / "2026-05-01T01-00Z-part1.csv.gz"
+    part.write_bytes(part.read_bytes()[:-10])  # cut short: its md5 is not the manifest's
+    with pytest.raises(ValueError, match=r"2026-05-01T01-00Z-part1\.csv\.gz: md5 mismatch"):
+        _build(_source(bucket), tmp_path / "a", tmp_path / "cache1")
+    manifest = bucket.root / INVENTORY / "2026-05-01T01-00Z" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"CSV"', '"Parquet"'))
+    with pytest.raises(ValueError, match=r"2026-05-01T01-00Z/manifest\.json: expected a CSV inventory with a Key column"):
+        _build(_source(bucket), tmp_path / "b", tmp_path / "cache2")
+    manifest.write_text("{not json")
+    with pytest.raises(ValueError, match=r"2026-05-01T01-00Z/manifest\.json: not an S3 inventory manifest"):
+        _build(_source(bucket), tmp_path / "c", tmp_path / "cache3")
+
+
+def test_corpus_exclude_takes_out_an_article_or_one_version(bucket, population, tmp_path):
+    plain = next(a for a in population if a.case == "plain")
+    switched = next(a for a in population if a.case == "manuscript_then_published")
+    stats = _build(_source(bucket), tmp_path / "out", tmp_path / "cache", exclude=[plain.pmcid, f"{switched.pmcid}.2"])
+    rows = {row[1].split(".")[0]: row for row in _rows(tmp_path / "out")}
+    assert plain.pmcid not in rows and stats["excluded_documents"] == _report(stats)["articles"]["excluded"] == 1
+    assert rows[switched.pmcid][1] == f"{switched.pmcid}.1" and rows[switched.pmcid][5] == "true"  # the manuscript
+
+
 # ----------------------------------------------------------------------------- config
 
 
