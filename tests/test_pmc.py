@@ -258,6 +258,7 @@ def test_corpus_exclude_takes_out_an_article_or_one_version(bucket, population, 
     ({"page_size": 1001}, r"\.page_size: S3 returns at most 1000 keys per page"),
     ({"concurrency": None}, r"\.concurrency: expected a positive integer, got None"),
     ({"exclude_article_types": "correction"}, r"\.exclude_article_types: expected a list of strings"),
+    ({"prefix": None}, r"\.prefix: expected a string, got None"),
 ])
 def test_bad_pmc_settings_name_their_key(change, message):
     with pytest.raises(ValueError, match=r"corpus\.sources\[0\]" + message):
