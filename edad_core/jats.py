@@ -1,6 +1,7 @@
 """JATS XML (PMC, PLOS) -> plain text, one paragraph per line.
 
     text = jats_to_text(xml_bytes, "PMC123.xml")   # the name goes into error messages
+    article = parse_article(xml_bytes, "PMC123.xml"); article.get("article-type"); text = article_text(article)
     text = strip_numeric_citations(plain_text)     # "[1, 2]" and "()" out of text that is not XML
 
 Kept: the article title, every <abstract> of the front matter (including PLOS author/editor summaries),
@@ -130,12 +131,23 @@ def _blocks(el: ET.Element, out: list[str]) -> None:
             _blocks(child, out)
 
 
-def jats_to_text(xml: bytes, name: str = "<bytes>") -> str:
-    """Title, abstracts and body of a JATS article as text, one paragraph per line (see module docstring)."""
+def parse_article(xml: bytes, name: str = "<bytes>") -> ET.Element:
+    """The <article> element of a JATS document (its ``article-type`` attribute tells a research article from a
+    correction or retraction notice)."""
     root = parse_jats(xml, name)
     article = root if root.tag == "article" else root.find(".//article")
     if article is None:
         raise ValueError(f"{name}: no <article> element: not a JATS article")
+    return article
+
+
+def jats_to_text(xml: bytes, name: str = "<bytes>") -> str:
+    """Title, abstracts and body of a JATS article as text, one paragraph per line (see module docstring)."""
+    return article_text(parse_article(xml, name))
+
+
+def article_text(article: ET.Element) -> str:
+    """`jats_to_text` of an already parsed <article> element."""
     out: list[str] = []
     for part in ("front/article-meta/title-group/article-title", "front/article-meta/abstract", "body"):
         for el in article.findall(part):

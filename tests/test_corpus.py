@@ -1,23 +1,16 @@
-"""edad_core.corpus: sentence splitting, the three sources (pmc on a fixture bucket served over HTTP, urls on the
-offline mirror, local files), the N-token subset, manifest/stats, and bad input."""
+"""edad_core.corpus: sentence splitting, the urls (offline mirror) and local sources, the N-token subset,
+manifest/stats, and bad input. The pmc source has its own tests (tests/test_pmc.py)."""
 
-import base64
 import hashlib
-import http.server
 import json
-import shutil
-import threading
 import time
-import urllib.parse
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import pytest
 
 from edad_core.corpus import build_corpus, iter_documents, normalize, split_sentences
 
-FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
 DEMO_URLS = Path(__file__).parents[1] / "config" / "demo_corpus_urls.txt"
 
 
@@ -41,7 +34,7 @@ def _check_outputs(out: Path) -> dict:
     assert all(s and s == " ".join(s.split()) for d in docs for s in d)
     assert stats["sha256"] == hashlib.sha256((out / "corpus.txt").read_bytes()).hexdigest()
     rows = (out / "manifest.tsv").read_text().splitlines()
-    assert rows[0] == "kind\tdoc_id\tlocation\tsha256\tlicense" and len(rows) == 1 + len(docs)
+    assert rows[0] == "kind\tdoc_id\tlocation\tsha256\tlicense\tis_manuscript" and len(rows) == 1 + len(docs)
     return stats
 
 
@@ -203,139 +196,6 @@ def test_local_source(tmp_path):
     assert rows[1][3] == hashlib.sha256((src / "b.txt").read_bytes()).hexdigest()
 
 
-# ----------------------------------------------------------------------------- pmc (fixture bucket over HTTP)
-
-
-class _Bucket(http.server.BaseHTTPRequestHandler):
-    """S3 ListObjectsV2 (prefix, delimiter, max-keys, continuation-token) and GET of objects under server.root."""
-
-    def log_message(self, *args):
-        """Keep test output quiet: no per-request lines on stderr."""
-
-    def do_GET(self):
-        url = urllib.parse.urlsplit(self.path)
-        self.server.requests.append(self.path)
-        query = urllib.parse.parse_qs(url.query)
-        if url.path == "/" and query.get("list-type") == ["2"]:
-            return self._send(self._listing(query), "application/xml")
-        path = self.server.root / urllib.parse.unquote(url.path.lstrip("/"))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        time.sleep(0.3 if path.name.startswith("PMC100.") else 0.0)  # the first article finishes last
-        self._send(path.read_bytes(), "application/octet-stream")
-
-    def _send(self, body: bytes, kind: str):
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _listing(self, q) -> bytes:
-        prefix, delim = q.get("prefix", [""])[0], q.get("delimiter", [""])[0]
-        max_keys = min(int(q.get("max-keys", ["1000"])[0]), self.server.max_keys)
-        entries = {}  # name -> is a common prefix
-        for p in self.server.root.rglob("*"):
-            key = p.relative_to(self.server.root).as_posix()
-            if p.is_file() and key.startswith(prefix):
-                rest = key[len(prefix) :]
-                if delim and delim in rest:
-                    entries[prefix + rest[: rest.index(delim) + 1]] = True
-                else:
-                    entries[key] = False
-        names = sorted(entries)
-        if "continuation-token" in q:
-            after = base64.urlsafe_b64decode(q["continuation-token"][0]).decode()
-            names = [n for n in names if n > after]
-        page, more = names[:max_keys], len(names) > max_keys
-        parts = ['<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>fixture</Name>']
-        parts.append(f"<Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount><MaxKeys>{max_keys}</MaxKeys>")
-        parts.append(f"<IsTruncated>{'true' if more else 'false'}</IsTruncated>")
-        for n in page:
-            if entries[n]:
-                parts.append(f"<CommonPrefixes><Prefix>{escape(n)}</Prefix></CommonPrefixes>")
-            else:
-                parts.append(f"<Contents><Key>{escape(n)}</Key><Size>1</Size></Contents>")
-        if more:
-            token = base64.urlsafe_b64encode(page[-1].encode()).decode()
-            parts.append(f"<NextContinuationToken>{token}</NextContinuationToken>")
-        return ("".join(parts) + "</ListBucketResult>").encode()
-
-
-@pytest.fixture
-def bucket(tmp_path, monkeypatch):
-    """The fixture bucket (a copy, so a test may alter it) served on 127.0.0.1; at most 2 keys per listing page."""
-    monkeypatch.delenv("EDAD_MIRROR", raising=False)
-    root = tmp_path / "bucket"
-    shutil.copytree(FIXTURES / "bucket", root)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Bucket)
-    server.root, server.requests, server.max_keys = root, [], 2
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def _pmc(server, **extra) -> dict:
-    return {"kind": "pmc", "bucket_url": f"http://127.0.0.1:{server.server_address[1]}", "concurrency": 4, **extra}
-
-
-def test_pmc_source_on_fixture_bucket(bucket, tmp_path):
-    sources = [_pmc(bucket, format="txt")]
-    stats = _build(sources, tmp_path / "out", tmp_path / "cache")
-    rows = _manifest(tmp_path / "out")
-    # newest version of PMC100 only; PMC200 (CC BY-NC) and PMC300 (retracted) and PMC400 (no text) are out;
-    # order is key order although PMC100.2 is served last
-    assert [r[1] for r in rows] == ["PMC100.2", "PMC1000.1", "PMC500.1"]
-    assert [r[4] for r in rows] == ["CC BY", "CC0", "cc-by"]
-    for row in rows:
-        art = row[1]
-        assert row[2] == f"{sources[0]['bucket_url']}/{art}/{art}.txt"
-        assert row[3] == hashlib.sha256((bucket.root / art / f"{art}.txt").read_bytes()).hexdigest()
-    assert stats["pmc_articles"] == {
-        "pmc_kept": 3, "pmc_excluded_license": 1, "pmc_excluded_retracted": 1, "pmc_no_rendition": 1,
-    }
-    assert _read_corpus(tmp_path / "out" / "corpus.txt") == [
-        ["Introduction", "Article one hundred reports that E. coli grows at 37 degrees.", "Growth stopped after 5 h."],
-        ["Introduction", "Article one thousand is in the public domain.", "Its metadata names no renditions."],
-        ["Introduction", "Article five hundred spells its licence in lower case.", "It is kept."],
-    ]
-    listings = [r for r in bucket.requests if r.startswith("/?")]
-    assert len(listings) >= 4 and sum("continuation-token" in r for r in listings) == len(listings) - 1
-    assert not any("PMC200.1.txt" in r or "PMC300.1.txt" in r or ".pdf" in r for r in bucket.requests)
-
-    # resumable: a second run with the same cache lists again but fetches no article file
-    bucket.requests.clear()
-    assert _build(sources, tmp_path / "again", tmp_path / "cache")["sha256"] == stats["sha256"]
-    assert bucket.requests and all(r.startswith("/?") for r in bucket.requests)
-
-
-def test_pmc_jats_and_max_articles(bucket, tmp_path):
-    _build([_pmc(bucket, max_articles=2)], tmp_path / "out", tmp_path / "cache")  # format: xml is the default
-    assert _read_corpus(tmp_path / "out" / "corpus.txt") == [
-        ["Title of PMC100.2", "Abstract of PMC100.2 in JATS.", "Introduction",
-         "Article one hundred reports that E. coli grows at 37 degrees.", "Growth stopped after 5 h."],
-        ["Title of PMC1000.1", "Abstract of PMC1000.1 in JATS.", "Introduction",
-         "Article one thousand is in the public domain.", "Its metadata names no renditions."],
-    ]
-    assert [r[2].rsplit("/", 1)[1] for r in _manifest(tmp_path / "out")] == ["PMC100.2.xml", "PMC1000.1.xml"]
-
-
-def test_pmc_md5_mismatch(bucket, tmp_path):
-    (bucket.root / "PMC500.1" / "PMC500.1.txt").write_text("==== Body\nTampered.\n")
-    with pytest.raises(ValueError, match=r"PMC500\.1\.txt: md5 mismatch"):
-        _build([_pmc(bucket, format="txt")], tmp_path / "out", tmp_path / "cache")
-    assert not list((tmp_path / "out").iterdir())
-
-
-def test_pmc_missing_metadata_field(bucket, tmp_path):
-    with pytest.raises(ValueError, match=r"no field 'is_withdrawn' \(corpus\.sources\[0\]\.retracted_field\)"):
-        _build([_pmc(bucket, retracted_field="is_withdrawn")], tmp_path / "out", tmp_path / "cache")
-    assert not list((tmp_path / "out").iterdir())
-
-
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -346,7 +206,7 @@ def test_pmc_missing_metadata_field(bucket, tmp_path):
         (lambda d: [{"kind": "local", "paths": ["/nonexistent/*.txt"]}], r"corpus\.sources\[0\]\.paths\[0\]: pattern .* matches no file"),
         (lambda d: [{"kind": "local", "paths": [str(d / "ok.txt")]}, {"kind": "s3"}], r"corpus\.sources\[1\]\.kind: unknown source kind 's3'"),
         (lambda d: [{"kind": "local", "paths": [str(d / "ok.txt")], "path": "x"}], r"corpus\.sources\[0\]: unknown key\(s\) \['path'\]"),
-        (lambda d: [{"kind": "pmc", "format": "pdf"}], r"corpus\.sources\[0\]\.format: expected 'txt' or 'xml'"),
+        (lambda d: [{"kind": "pmc", "format": "txt"}], r"corpus\.sources\[0\]: unknown key\(s\) \['format'\] for kind 'pmc'"),
         (lambda d: [{"kind": "pmc", "concurrency": 0}], r"corpus\.sources\[0\]\.concurrency: expected a positive integer"),
         (lambda d: [{"kind": "urls", "urls": ["https://example.org/a.pdf"]}], r"corpus\.sources\[0\]\.urls\[0\]: .* neither \.txt nor JATS"),
         (lambda d: [{"kind": "urls", "url_file": str(d / "bad_urls.txt")}], r"bad_urls\.txt:2: expected '<url> \[<sha256>\]'"),

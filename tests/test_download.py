@@ -115,9 +115,14 @@ def put(mirror, url, data):
 
 def test_mirror_layout(tmp_path):
     assert mirror_path("https://raw.example.org/a/b/c.tsv", tmp_path) == tmp_path / "raw.example.org/a/b/c.tsv"
-    assert mirror_path("https://h.org/b/?list-type=2&prefix=PMC1", tmp_path) == (
-        tmp_path / "h.org/b/list-type%3D2%26prefix%3DPMC1"
+    query = "list-type=2&prefix=PMC1"
+    assert mirror_path(f"https://h.org/b/?{query}", tmp_path) == (
+        tmp_path / "h.org/b" / f"query-{hashlib.sha256(query.encode()).hexdigest()}"
     )
+    # an S3 continuation token can be longer than a file name may be: the query never becomes a name itself
+    long_query = "continuation-token=" + "x/y%2F.." * 1000
+    path = mirror_path(f"https://h.org/?{long_query}", tmp_path)
+    assert path.parent == tmp_path / "h.org" and len(path.name) == 70 and not path.is_file()
     with pytest.raises(DownloadError, match=r"'\.\.'"):
         mirror_path("https://h.org/a/../../etc/passwd", tmp_path)
     with pytest.raises(DownloadError, match="not an http"):
