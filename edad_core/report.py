@@ -121,8 +121,11 @@ def run_seconds(summaries: dict[str, list]) -> dict[str, list[float]]:
 def time_cost(entry: dict, seconds: dict[str, list[float]]) -> tuple[float, float, int]:
     """Hours: mean and 95% interval over the timing repeats of a model's cost. Repeat k's cost is the sum of
     repeat k of each of its runs plus the published hours; only repeats every run has are used. A model with no
-    run (BERT) costs its published hours or NaN."""
+    run (BERT) costs its published hours or NaN; a skipped model with runs (BioBERT_GD offline) costs NaN: they
+    were not made."""
     runs, published = entry.get("train_runs", []), entry.get("published_hours")
+    if runs and entry.get("skipped"):
+        return math.nan, math.nan, 0
     if not runs:
         return (math.nan if published is None else float(published)), math.nan, 0
     published = published or 0.0
@@ -216,16 +219,17 @@ def paper_table(number: int, summary: pd.DataFrame, models: dict, skipped: dict[
                                                                       ours[f"{dataset}:{metric}_ci"])
             column = "average" if dataset == "average" else paper_dataset(dataset)
             row[f"{name} paper"] = fmt(p[column], p[f"{column}_ci"]) if p is not None and column in p else ""
-        row["note"] = row_note(model, ours, skipped, datasets)
+        reason = skipped.get(model) or (models[model].get("skipped") if model is not None else None)
+        row["note"] = row_note(model, ours, reason, datasets)
         out.append(row)
     return pd.DataFrame(out)
 
 
-def row_note(model: str | None, ours, skipped: dict[str, str], datasets: list[str]) -> str:
+def row_note(model: str | None, ours, skip_reason: str | None, datasets: list[str]) -> str:
     if model is None:
         return "not in the model registry"
-    if model in skipped:
-        return f"skipped: {skipped[model]}"
+    if skip_reason:
+        return f"skipped: {skip_reason}"
     seeds = {d: 0 if ours is None else int(ours[f"{d}:seeds"]) for d in datasets}
     if not any(seeds.values()):
         return "no results"

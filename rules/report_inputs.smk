@@ -18,9 +18,8 @@ def report_models(names=None):
         tables = {n: name for n in row.tables if n != 4 and schedule is None}
         if schedule is not None:
             tables = {4: schedule, **({2: "EDAD", 3: "EDAD"} if schedule == paper_schedule else {})}
-        runs = [] if skip_reason(name) else list(row.train_runs)  # a skipped row has no run (its table row says why)
-        models[name] = {"role": row.role, "train_runs": runs, "published_hours": row.published_hours,
-                        "tables": tables,
+        models[name] = {"role": row.role, "train_runs": list(row.train_runs), "published_hours": row.published_hours,
+                        "tables": tables, "skipped": skip_reason(name),
                         "folder": f"{RESULTS}/{row.source}" if row.workflow_made else row.source}
     return models
 

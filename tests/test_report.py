@@ -117,6 +117,7 @@ def test_time_cost_of_a_student_is_adaptation_plus_distillation(tmp_path):
     mean, ci, n = report.time_cost(MODELS["BioBERT_GD"], {"gd_biobert_pub": [360.0]})
     assert (mean, n) == (pytest.approx(1104.1), 1) and math.isnan(ci)
     assert report.time_cost(MODELS["BioBERT"], {})[0] == 1104
+    assert math.isnan(report.time_cost({**MODELS["BioBERT_GD"], "skipped": "offline"}, {})[0])  # its GD never ran
     assert math.isnan(report.time_cost(MODELS["BERT"], {})[0])
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json: no numeric train_seconds"):
@@ -156,6 +157,11 @@ def test_tables_from_fixture_runs(fixture_results):
                                                          report.mean_ci(np.array([4000, 4100, 3900]) / 3600)[1], 1)
     t3 = report.paper_table(3, summary, MODELS, skipped, DATASETS).set_index("Model")
     assert t3.note["BioBERT"].startswith("skipped: dmis-lab") and t3.loc["BioBERT", "Time cost (h)"] == "1104.0"
+    # a row skipped by the registry without a fine-tuning job of its own says so too, with no time cost
+    registry_skip = {**MODELS, "BioBERT_GD": {**MODELS["BioBERT_GD"], "skipped": "needs dmis-lab/biobert-v1.1"}}
+    t3 = report.paper_table(3, report.aggregate(runs, registry_skip, seconds, DATASETS), registry_skip, skipped,
+                            DATASETS).set_index("Model")
+    assert t3.note["BioBERT_GD"] == "skipped: needs dmis-lab/biobert-v1.1" and t3.loc["BioBERT_GD", "Time cost (h)"] == ""
     t4 = report.paper_table(4, summary, MODELS, skipped, DATASETS).set_index("Model")
     assert list(t4.index) == ["only_da", "only_dt", "same_ratio", "linear", "linear_reverse", "cosine",
                               "cosine_reverse"]
