@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -44,13 +43,6 @@ def set_threads(threads: int) -> None:
 
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process and of its finished children (ru_maxrss is in KiB on Linux)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) / 1024, 1)
 
 
 def interleaved(cases: dict[str, Callable[[], float | None]], repeats: int, warmup: bool = True) -> dict:
