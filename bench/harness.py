@@ -52,12 +52,13 @@ def interleaved(cases: dict[str, Callable[[], float | None]], repeats: int, warm
     if warmup:
         for fn in cases.values():
             fn()
-    timings = {name: {"seconds": [], "load": []} for name in cases}
+    timings = {name: {"seconds": [], "cpu_seconds": [], "load": []} for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             seconds = fn()
             timings[name]["seconds"].append(time.perf_counter() - start if seconds is None else seconds)
+            timings[name]["cpu_seconds"].append(time.process_time() - cpu_start)
             timings[name]["load"].append(load_average())
     return timings
 
@@ -84,12 +85,12 @@ def summary_line(script: str, text: str) -> None:
 
 
 def base_model(profile: str, config: dict, folder: Path) -> str:
-    """The teacher's base checkpoint of a profile: the mini profile's MiniLM package as configured; for the paper
+    """The teacher's base checkpoint folder of a profile: the mini profile's MiniLM package as configured; for the paper
     profile (bert-base-uncased from the hub, not at hand offline) a randomly initialised BERT of the same shape
     (BertConfig's defaults are bert-base's) with bert-base-uncased's vocab.txt (MiniLM ships the same one).
     Speed does not depend on the weights."""
     if profile == "mini":
-        return config["models"]["teacher"]["base"]
+        return resolve_model(config["models"]["teacher"]["base"])
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     BertForPreTraining(BertConfig()).save_pretrained(folder)
