@@ -48,7 +48,8 @@ def load_average() -> float:
 def interleaved(cases: dict[str, Callable[[], float | None]], repeats: int, warmup: bool = True) -> dict:
     """Run the cases A B C A B C ... `repeats` times (after one untimed round with `warmup`), so that a change of
     the machine's load falls on all of them alike. A case returns its own seconds, or None to be timed here.
-    -> {case: {"seconds": [...], "load": [1-minute load average after each run]}}"""
+    -> {case: {"seconds": [...], "cpu_seconds": [this process's CPU time of each run, all threads: steadier than
+    the wall time on a shared machine], "load": [1-minute load average after each run]}}"""
     if warmup:
         for fn in cases.values():
             fn()
