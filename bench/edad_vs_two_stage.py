@@ -78,14 +78,14 @@ def main():
         "edad": {"stage": "edad", "schedule": schedule, "teacher": teacher, "student": config["models"]["student"],
                  "mlm_probability": mlm, "train": train_settings(config, "edad", schedule, args.steps, batch)},
     }
-    counter = iter(range(1_000_000))
     cpu_seconds = {stage: [] for stage in STAGES}
 
     def timed_run(stage: str):
         def run():
-            k = next(counter)
-            description = runs[stage] if k == 0 else {**runs[stage], "repeat": k}  # only the first run saves
-            output = root / stage if k == 0 else root / "repeats" / f"{stage}{k}"
+            k = len(cpu_seconds[stage])
+            saves = stage == "adapt" and k == 0  # the adapted teacher that distillation reads; no other model
+            description = runs[stage] if saves else {**runs[stage], "repeat": k + 1}
+            output = root / stage if saves else root / "repeats" / f"{stage}{k}"
             summary = run_training(description, data_dir=data, tokenizer_dir=tokenizer, output_dir=output,
                                    work_dir=root / "work" / f"{stage}{k}")
             shutil.rmtree(root / "work" / f"{stage}{k}", ignore_errors=True)
