@@ -19,7 +19,6 @@ import csv
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import BertConfig
 
 import harness
 from edad_core.engine import StepContext
@@ -41,13 +40,14 @@ def paper_hours() -> dict[str, float]:
         return {row["model"]: float(row["time_cost_h"]) for row in csv.DictReader(f) if row["time_cost_h"]}
 
 
-def stage_models(config: dict):
-    """{stage: (step function, {name: model})} at the paper profile's sizes, built as edad_core.stages builds them
-    (random weights: bert-base's shape is BertConfig's default)."""
+def stage_models(profile: str, config: dict):
+    """{stage: (step function, {name: model})} at a profile's sizes, built as edad_core.stages builds them (random
+    weights)."""
     vocab, student = config["vocab"], config["models"]["student"]
     extension = {k: config["models"]["teacher"][k] for k in EXTENSION_KEYS}
-    plain = ExBertConfig.from_bert_config(BertConfig())
-    extended = ExBertConfig.from_bert_config(BertConfig(), ext_vocab_size=vocab["ext_size"], **extension)
+    shape = harness.teacher_shape(profile, config)
+    plain = ExBertConfig.from_bert_config(shape)
+    extended = ExBertConfig.from_bert_config(shape, ext_vocab_size=vocab["ext_size"], **extension)
     layers = distilled_teacher_layers(student["num_hidden_layers"], plain.num_hidden_layers)
 
     def masker(cfg):
@@ -96,27 +96,33 @@ def flops_per_token(step, models: dict, batch: int, length: int) -> float:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=harness.PROFILES, default="paper",
+                   help="model sizes; mini: FLOPs and their ratio only (the hours are the paper's run)")
     p.add_argument("--batch", type=int, default=4, help="examples of the counted step")
     p.add_argument("--examples-per-word", type=float, default=0.0138)
     p.add_argument("--utilisation", type=float, default=0.4)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     harness.set_threads(args.threads)
-    config = harness.profile_config("paper")
+    config = harness.profile_config(args.profile)
+    paper = harness.profile_config("paper")
     length = config["pretrain_data"]["max_seq_length"]
-    epochs = config["train"]["adapt"]["epochs"]
-    positions = config["corpus"]["n_tokens"] * args.examples_per_word * length * epochs
+    positions = paper["corpus"]["n_tokens"] * args.examples_per_word * length * paper["train"]["adapt"]["epochs"]
     published = paper_hours()
     peak = GPUS * RTX3090_TFLOPS * 1e12
     hours = {}
-    for stage, build in stage_models(config).items():
+    for stage, build in stage_models(args.profile, config).items():
         torch.manual_seed(0)
         flops = flops_per_token(*build(), args.batch, length)
         hours[stage] = flops * positions / peak / 3600
-        harness.emit({"stage": stage, "gflop_per_token": round(flops / 1e9, 3),
-                      f"hours_at_{args.utilisation:.0%}": round(hours[stage] / args.utilisation, 2),
-                      "hours_at_100%": round(hours[stage], 2), "paper_hours": published.get(PAPER_ROWS.get(stage))})
+        harness.emit({"profile": args.profile, "stage": stage, "gflop_per_token": round(flops / 1e9, 4), **(
+            {f"hours_at_{args.utilisation:.0%}": round(hours[stage] / args.utilisation, 2),
+             "hours_at_100%": round(hours[stage], 2), "paper_hours": published.get(PAPER_ROWS.get(stage))}
+            if args.profile == "paper" else {})})
     two_stage = hours["exBERT adaptation"] + hours["GD from exBERT"]
+    if args.profile == "mini":
+        harness.summary_line("gpu_projection", f"mini sizes: FLOP ratio EDAD / (exBERT + GD) {hours['EDAD'] / two_stage:.3f}")
+        return
     harness.emit({"stage": "exBERT_GD (adaptation + GD)", f"hours_at_{args.utilisation:.0%}":
                   round(two_stage / args.utilisation, 2), "hours_at_100%": round(two_stage, 2),
                   "paper_hours": published["exBERT_GD"]})

@@ -85,6 +85,13 @@ def summary_line(script: str, text: str) -> None:
 # ----------------------------------------------------------------------------- training stand-ins
 
 
+def teacher_shape(profile: str, config: dict) -> BertConfig:
+    """The teacher's base shape: bert-base's (BertConfig's defaults) for the paper, MiniLM's for the mini profile."""
+    if profile == "paper":
+        return BertConfig()
+    return BertConfig.from_pretrained(resolve_model(config["models"]["teacher"]["base"]))
+
+
 def base_model(profile: str, config: dict, folder: Path) -> str:
     """The teacher's base checkpoint folder of a profile: the mini profile's MiniLM package as configured; for the paper
     profile (bert-base-uncased from the hub, not at hand offline) a randomly initialised BERT of the same shape

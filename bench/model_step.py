@@ -24,17 +24,9 @@ import torch
 from transformers import BertConfig, BertForPreTraining
 
 import harness
-from edad_core.download import resolve_model
 from edad_core.losses import distilled_teacher_layers, mlm_nsp_loss
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining
 from edad_core.pretrain_data import MlmMasker
-
-
-def teacher_shape(profile: str, config: dict) -> BertConfig:
-    """bert-base's shape (BertConfig's defaults) for the paper, MiniLM's for the mini profile."""
-    if profile == "paper":
-        return BertConfig()
-    return BertConfig.from_pretrained(resolve_model(config["models"]["teacher"]["base"]))
 
 
 def main():
@@ -47,7 +39,7 @@ def main():
     args = p.parse_args()
     harness.set_threads(args.threads)
     config = harness.profile_config(args.profile)
-    shape = teacher_shape(args.profile, config)
+    shape = harness.teacher_shape(args.profile, config)
     torch.manual_seed(0)
     reference = {impl: BertForPreTraining(BertConfig(**{**shape.to_dict(), "attn_implementation": impl}))
                  for impl in ("eager", "sdpa")}
