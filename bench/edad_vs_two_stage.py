@@ -8,7 +8,7 @@ teacher in train mode, the alpha schedule of the report's EDAD row). The runs ar
 EDAD, adapt, ...) after one untimed round, and each repeat's ratio EDAD / (adaptation + distillation) is taken from
 runs that ran back to back.
 
-    python bench/edad_vs_two_stage.py                                   # mini sizes, about a minute on 2 cores
+    python bench/edad_vs_two_stage.py                                   # mini sizes, about two minutes on 2 idle cores
     python bench/edad_vs_two_stage.py --profile paper --steps 3 --batch 4 --repeats 3
 
 Mini: MiniLM (the mini profile's teacher) with its extension, the mini student, 64 tokens. Paper: bert-base shapes

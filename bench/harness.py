@@ -64,6 +64,15 @@ def interleaved(cases: dict[str, Callable[[], float | None]], repeats: int, warm
     return timings
 
 
+def synchronized(fn: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    """fn, returning only once the device has done its queued work (a GPU runs asynchronously)."""
+    def run():
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return run
+
+
 def spread(values: list[float]) -> dict:
     """Median, min and max, rounded for printing."""
     return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}

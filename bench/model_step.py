@@ -1,7 +1,7 @@
 """Our model's training step against transformers' BertForPreTraining, and the attention paths TinyBERT needs.
 
-On equal shapes and equal weights (random; a profile's teacher shape without the extension, vocab 30,522), one
-forward + backward of MLM + NSP, interleaved over several repeats after a warm-up:
+On equal shapes and equal weights (random; a profile's teacher shape without the extension, vocab 30,522), on the
+GPU when there is one, one forward + backward of MLM + NSP, interleaved over several repeats after a warm-up:
 
 - transformers' BertForPreTraining, eager attention, and sdpa attention (MLM logits at every position, as it
   computes them);
@@ -52,8 +52,9 @@ def main():
     exbert = ExBertForPreTraining(ExBertConfig.from_bert_config(
         shape, ext_vocab_size=config["vocab"]["ext_size"],
         **{k: teacher_ext[k] for k in ("ext_hidden_size", "ext_intermediate_size", "ext_num_attention_heads")}))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for model in (*reference.values(), ours, exbert):
-        model.train()  # dropout on, as in training
+        model.to(device).train()  # dropout on, as in training
 
     vocab = shape.vocab_size
     masker = MlmMasker(vocab, mask_token_id=103, special_token_ids=[0, 100, 101, 102, 103], pad_token_id=0,
@@ -64,6 +65,7 @@ def main():
     types[:, args.length // 2:] = 1
     nsp = torch.randint(0, 2, (args.batch,))
     masked, labels = masker(ids, torch.Generator().manual_seed(0))
+    ids, mask, types, nsp, masked, labels = (t.to(device) for t in (ids, mask, types, nsp, masked, labels))
     student_layers = config["models"]["student"]["num_hidden_layers"]
     distilled = distilled_teacher_layers(student_layers, shape.num_hidden_layers)
 
@@ -85,7 +87,7 @@ def main():
             ours.zero_grad(set_to_none=True)
         return run
 
-    ext_ids = torch.randint(1000, vocab + config["vocab"]["ext_size"], (args.batch, args.length))
+    ext_ids = torch.randint(1000, vocab + config["vocab"]["ext_size"], (args.batch, args.length), device=device)
 
     def exbert_forward(score_layers):
         def run():
@@ -103,8 +105,8 @@ def main():
         "exBERT teacher forward, scores at distilled layers": exbert_forward(distilled),
         "exBERT teacher forward, scores at every layer": exbert_forward(range(1, shape.num_hidden_layers + 1)),
     }
-    timings = harness.interleaved(cases, args.repeats)
-    common = {"profile": args.profile, "batch": args.batch, "length": args.length, "threads": args.threads}
+    timings = harness.interleaved({name: harness.synchronized(fn, device) for name, fn in cases.items()}, args.repeats)
+    common = {"profile": args.profile, "device": device.type, "batch": args.batch, "length": args.length, "threads": args.threads}
     for name, t in timings.items():
         harness.emit({**common, "case": name, "seconds": harness.spread(t["seconds"]),
                       "cpu_seconds": harness.spread(t["cpu_seconds"]), "load": t["load"]})
