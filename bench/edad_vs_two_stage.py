@@ -18,7 +18,6 @@ workflow's own with --data and --tokenizer (e.g. results/mini/pretrain_data/exte
 Prints one JSON line per run and per stage, then one summary line.
 """
 
-import argparse
 import dataclasses
 import shutil
 import tempfile
@@ -43,17 +42,15 @@ def train_settings(config: dict, stage: str, variant: str, steps: int, batch: in
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.parser(__doc__)
     p.add_argument("--profile", choices=harness.PROFILES, default="mini")
     p.add_argument("--steps", type=int, default=10, help="optimizer steps of each run")
     p.add_argument("--batch", type=int, help="examples per step (default: the profile's per-device batch)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", help="pretraining examples folder of the extended vocab (default: made up)")
     p.add_argument("--tokenizer", help="its tokenizer folder (with --data)")
     p.add_argument("--keep", help="keep the models and data in this folder (default: a temporary one)")
-    args = p.parse_args()
-    harness.set_threads(args.threads)
+    args = harness.parse(p)
     config = harness.profile_config(args.profile)
     batch = args.batch or config["train"]["per_device_batch_size"]
     root = Path(args.keep or tempfile.mkdtemp(prefix="edad-bench-"))

@@ -14,7 +14,6 @@ Per model one JSON line: training windows/s (the engine's train_seconds), infere
 forward with batching, as result.json's inference_examples_per_s), each median, min and max; then one summary line.
 """
 
-import argparse
 import shutil
 import tempfile
 from pathlib import Path
@@ -44,14 +43,12 @@ def save_models(profile: str, config: dict, root: Path) -> dict[str, Path]:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.parser(__doc__)
     p.add_argument("--profiles", nargs="+", choices=harness.PROFILES, default=list(harness.PROFILES))
     p.add_argument("--sentences", type=int, default=64, help="first N sentences of each split")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--mirror", default=str(harness.PROJECT.parent / "shared" / "mirror"))
-    args = p.parse_args()
-    harness.set_threads(args.threads)
+    args = harness.parse(p)
     root = Path(tempfile.mkdtemp(prefix="edad-ner-bench-"))
     ner = harness.profile_config("paper")["ner"]
     dataset = ner["datasets"][0]

@@ -14,7 +14,6 @@ LayerNorm) is not counted: the projection is a lower bound at the given utilisat
 Prints one JSON line per stage, then one summary line.
 """
 
-import argparse
 import csv
 
 import torch
@@ -24,7 +23,6 @@ import harness
 from edad_core.engine import StepContext
 from edad_core.losses import distilled_teacher_layers
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
-from edad_core.pretrain_data import MlmMasker
 from edad_core.stages import EXTENSION_KEYS, AdaptStep, DistillationStudent, DistillStep, EdadStep, build_student
 
 RTX3090_TFLOPS = 71.0
@@ -51,8 +49,7 @@ def stage_models(profile: str, config: dict):
     layers = distilled_teacher_layers(student["num_hidden_layers"], plain.num_hidden_layers)
 
     def masker(cfg):
-        return MlmMasker(cfg.total_vocab_size, mask_token_id=103, special_token_ids=[0, 100, 101, 102, 103],
-                         pad_token_id=0, mlm_probability=config["pretrain_data"]["mlm_probability"])
+        return harness.bert_masker(cfg.total_vocab_size, config["pretrain_data"]["mlm_probability"])
 
     def exbert():
         model = ExBertForPreTraining(extended)
@@ -77,14 +74,8 @@ def stage_models(profile: str, config: dict):
 
 
 def flops_per_token(step, models: dict, batch: int, length: int) -> float:
-    vocab = models["teacher"].config.total_vocab_size
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, vocab, (batch, length), generator=generator)
-    ids[:, 0] = 101
-    types = torch.zeros_like(ids)
-    types[:, length // 2:] = 1
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": types,
-              "next_sentence_label": torch.randint(0, 2, (batch,), generator=generator)}
+    inputs = harness.random_batch(models["teacher"].config.total_vocab_size, batch, length, generator)
     ctx = StepContext(0, 0, 0, 100, generator, torch.device("cpu"), 0, 1)
     for model in models.values():
         model.train()
@@ -95,15 +86,13 @@ def flops_per_token(step, models: dict, batch: int, length: int) -> float:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.parser(__doc__)
     p.add_argument("--profile", choices=harness.PROFILES, default="paper",
                    help="model sizes; mini: FLOPs and their ratio only (the hours are the paper's run)")
     p.add_argument("--batch", type=int, default=4, help="examples of the counted step")
     p.add_argument("--examples-per-word", type=float, default=0.0138)
     p.add_argument("--utilisation", type=float, default=0.4)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
-    harness.set_threads(args.threads)
+    args = harness.parse(p)
     config = harness.profile_config(args.profile)
     paper = harness.profile_config("paper")
     length = config["pretrain_data"]["max_seq_length"]

@@ -6,6 +6,7 @@ Not run on its own; `python bench/<script>.py --help` lists each script's option
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -20,7 +21,7 @@ from snakemake.utils import update_config
 from transformers import BertConfig, BertForPreTraining
 
 from edad_core.download import resolve_model
-from edad_core.pretrain_data import create_examples
+from edad_core.pretrain_data import MlmMasker, create_examples
 from edad_core.vocab import SPECIAL_TOKENS, load_base_vocab, write_tokenizer_dir
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,19 @@ def profile_config(profile: str) -> dict:
     if profile == "mini":
         update_config(config, yaml.safe_load((PROJECT / "config" / "mini.yaml").read_text()))
     return config
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """A bench script's command line, with --threads (parse it with `parse`)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="torch's threads")
+    return p
+
+
+def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
+    args = p.parse_args()
+    set_threads(args.threads)
+    return args
 
 
 def set_threads(threads: int) -> None:
@@ -140,3 +154,20 @@ def synthetic_examples(tokenizer_dir: Path, n_words: int, max_seq_length: int, f
     corpus.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
     create_examples(corpus, tokenizer_dir, folder, max_seq_length=max_seq_length)
     return folder
+
+
+def bert_masker(vocab_size: int, mlm_probability: float) -> MlmMasker:
+    """BERT's masking over `vocab_size` ids with bert-base-uncased's special ids ([PAD] 0, [UNK] 100, [CLS] 101,
+    [SEP] 102, [MASK] 103)."""
+    return MlmMasker(vocab_size, mask_token_id=103, special_token_ids=[0, 100, 101, 102, 103], pad_token_id=0,
+                     mlm_probability=mlm_probability)
+
+
+def random_batch(vocab_size: int, batch: int, length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A full-length batch of random ids (a [CLS] first, two segments), as the stages' collate gives it."""
+    ids = torch.randint(1000, vocab_size, (batch, length), generator=generator)
+    ids[:, 0] = 101
+    types = torch.zeros_like(ids)
+    types[:, length // 2:] = 1
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": types,
+            "next_sentence_label": torch.randint(0, 2, (batch,), generator=generator)}

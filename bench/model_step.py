@@ -18,26 +18,21 @@ Prints one JSON line per case (median, min and max of the wall and CPU seconds; 
 repeat), then one summary line with ours / BertForPreTraining (eager) (the issue's target: <= 0.8).
 """
 
-import argparse
-
 import torch
 from transformers import BertConfig, BertForPreTraining
 
 import harness
 from edad_core.losses import distilled_teacher_layers, mlm_nsp_loss
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining
-from edad_core.pretrain_data import MlmMasker
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.parser(__doc__)
     p.add_argument("--profile", choices=harness.PROFILES, default="paper")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--length", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
-    harness.set_threads(args.threads)
+    args = harness.parse(p)
     config = harness.profile_config(args.profile)
     shape = harness.teacher_shape(args.profile, config)
     torch.manual_seed(0)
@@ -57,15 +52,12 @@ def main():
         model.to(device).train()  # dropout on, as in training
 
     vocab = shape.vocab_size
-    masker = MlmMasker(vocab, mask_token_id=103, special_token_ids=[0, 100, 101, 102, 103], pad_token_id=0,
-                       mlm_probability=config["pretrain_data"]["mlm_probability"])
-    ids = torch.randint(1000, vocab, (args.batch, args.length))
-    ids[:, 0] = 101
-    mask, types = torch.ones_like(ids), torch.zeros_like(ids)
-    types[:, args.length // 2:] = 1
-    nsp = torch.randint(0, 2, (args.batch,))
-    masked, labels = masker(ids, torch.Generator().manual_seed(0))
-    ids, mask, types, nsp, masked, labels = (t.to(device) for t in (ids, mask, types, nsp, masked, labels))
+    masker = harness.bert_masker(vocab, config["pretrain_data"]["mlm_probability"])
+    generator = torch.Generator().manual_seed(0)
+    batch = harness.random_batch(vocab, args.batch, args.length, generator)
+    masked, labels = masker(batch["input_ids"], generator)
+    mask, types, nsp, masked, labels = (t.to(device) for t in (
+        batch["attention_mask"], batch["token_type_ids"], batch["next_sentence_label"], masked, labels))
     student_layers = config["models"]["student"]["num_hidden_layers"]
     distilled = distilled_teacher_layers(student_layers, shape.num_hidden_layers)
 

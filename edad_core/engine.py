@@ -532,9 +532,9 @@ class Engine:
         loss and loss/<name>, metrics, lr/<name>, averaged over the interval and the ranks; tokens_per_s
         (tokens = attention_mask sum, else input_ids elements). It lives in work_dir so that it survives a failed
         job; train() copies it to output_dir at the end, beside train_summary.json (train_seconds = synchronised
-        training-loop time over resumed segments, checkpoint writing excluded; train_cpu_seconds, this process's CPU time
-        over the same segments; steps, tokens, examples, params,
-        world_size, precision, batch sizes, and `choices`: the settings of CHOICE_KEYS)."""
+        training-loop time over resumed segments, checkpoint writing excluded; train_cpu_seconds = this process's
+        CPU time over the same segments; steps, tokens, examples, params, world_size, precision, batch sizes, and
+        `choices`: the settings of CHOICE_KEYS)."""
         interval, (loss_keys, metric_keys) = state["log"], self.keys
         now = self.train_seconds(state)
         if self.dist.is_main:
