@@ -20,10 +20,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import harness
-from edad_core.engine import StepContext
-from edad_core.losses import distilled_teacher_layers
-from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
-from edad_core.stages import EXTENSION_KEYS, AdaptStep, DistillationStudent, DistillStep, EdadStep, build_student
 
 RTX3090_TFLOPS = 71.0
 GPUS = 4
@@ -38,49 +34,11 @@ def paper_hours() -> dict[str, float]:
         return {row["model"]: float(row["time_cost_h"]) for row in csv.DictReader(f) if row["time_cost_h"]}
 
 
-def stage_models(profile: str, config: dict):
-    """{stage: (step function, {name: model})} at a profile's sizes, built as edad_core.stages builds them (random
-    weights)."""
-    vocab, student = config["vocab"], config["models"]["student"]
-    extension = {k: config["models"]["teacher"][k] for k in EXTENSION_KEYS}
-    shape = harness.teacher_shape(profile, config)
-    plain = ExBertConfig.from_bert_config(shape)
-    extended = ExBertConfig.from_bert_config(shape, ext_vocab_size=vocab["ext_size"], **extension)
-    layers = distilled_teacher_layers(student["num_hidden_layers"], plain.num_hidden_layers)
-
-    def masker(cfg):
-        return harness.bert_masker(cfg.total_vocab_size, config["pretrain_data"]["mlm_probability"])
-
-    def exbert():
-        model = ExBertForPreTraining(extended)
-        model.freeze_original()
-        return model
-
-    def gd(cfg):
-        teacher = ExBertModel(cfg).requires_grad_(False)
-        return DistillStep(layers), {"teacher": teacher, "student": DistillationStudent(
-            build_student(student, cfg, ExBertModel), cfg)}
-
-    return {
-        # oiSciBERT has oiBioBERT's shape (its own 30,522-id vocab, random start): the same FLOPs
-        "oiBioBERT adaptation": lambda: (AdaptStep(masker(plain)), {"teacher": ExBertForPreTraining(plain)}),
-        "oiSciBERT adaptation": lambda: (AdaptStep(masker(plain)), {"teacher": ExBertForPreTraining(plain)}),
-        "exBERT adaptation": lambda: (AdaptStep(masker(extended)), {"teacher": exbert()}),
-        "GD from BERT": lambda: gd(plain),
-        "GD from exBERT": lambda: gd(extended),
-        "EDAD": lambda: (EdadStep(masker(extended), "linear", layers), {"teacher": exbert(), "student": (
-            DistillationStudent(build_student(student, extended), extended))}),
-    }
-
-
 def flops_per_token(step, models: dict, batch: int, length: int) -> float:
     generator = torch.Generator().manual_seed(0)
     inputs = harness.random_batch(models["teacher"].config.total_vocab_size, batch, length, generator)
-    ctx = StepContext(0, 0, 0, 100, generator, torch.device("cpu"), 0, 1)
-    for model in models.values():
-        model.train()
     with FlopCounterMode(display=False) as counter:
-        losses, _ = step(models, inputs, ctx)
+        losses, _ = step(models, inputs, harness.step_context(generator))
         sum(losses.values()).backward()
     return counter.get_total_flops() / (batch * length)
 
@@ -100,7 +58,7 @@ def main():
     published = paper_hours()
     peak = GPUS * RTX3090_TFLOPS * 1e12
     hours = {}
-    for stage, build in stage_models(args.profile, config).items():
+    for stage, build in harness.stage_steps(args.profile, config).items():
         torch.manual_seed(0)
         flops = flops_per_token(*build(), args.batch, length)
         hours[stage] = flops * positions / peak / 3600

@@ -21,7 +21,11 @@ from snakemake.utils import update_config
 from transformers import BertConfig, BertForPreTraining
 
 from edad_core.download import resolve_model
+from edad_core.engine import StepContext
+from edad_core.losses import distilled_teacher_layers
+from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
 from edad_core.pretrain_data import MlmMasker, create_examples
+from edad_core.stages import EXTENSION_KEYS, AdaptStep, DistillationStudent, DistillStep, EdadStep, build_student
 from edad_core.vocab import SPECIAL_TOKENS, load_base_vocab, write_tokenizer_dir
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -171,3 +175,44 @@ def random_batch(vocab_size: int, batch: int, length: int, generator: torch.Gene
     types[:, length // 2:] = 1
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": types,
             "next_sentence_label": torch.randint(0, 2, (batch,), generator=generator)}
+
+
+def stage_steps(profile: str, config: dict) -> dict[str, Callable[[], tuple[Callable, dict]]]:
+    """{stage: builder of (step function, {name: model})} at a profile's sizes, built as edad_core.stages builds
+    them (random weights; every model in train mode, the GD teacher frozen as train.distill.frozen_mode "train"
+    runs it)."""
+    vocab, student = config["vocab"], config["models"]["student"]
+    extension = {k: config["models"]["teacher"][k] for k in EXTENSION_KEYS}
+    shape = teacher_shape(profile, config)
+    plain = ExBertConfig.from_bert_config(shape)
+    extended = ExBertConfig.from_bert_config(shape, ext_vocab_size=vocab["ext_size"], **extension)
+    layers = distilled_teacher_layers(student["num_hidden_layers"], plain.num_hidden_layers)
+
+    def masker(cfg):
+        return bert_masker(cfg.total_vocab_size, config["pretrain_data"]["mlm_probability"])
+
+    def exbert():
+        model = ExBertForPreTraining(extended)
+        model.freeze_original()
+        return model
+
+    def gd(cfg):
+        teacher = ExBertModel(cfg).requires_grad_(False)
+        return DistillStep(layers), {"teacher": teacher, "student": DistillationStudent(
+            build_student(student, cfg, ExBertModel), cfg)}
+
+    return {
+        # oiSciBERT has oiBioBERT's shape (its own 30,522-id vocab, random start): the same FLOPs
+        "oiBioBERT adaptation": lambda: (AdaptStep(masker(plain)), {"teacher": ExBertForPreTraining(plain)}),
+        "oiSciBERT adaptation": lambda: (AdaptStep(masker(plain)), {"teacher": ExBertForPreTraining(plain)}),
+        "exBERT adaptation": lambda: (AdaptStep(masker(extended)), {"teacher": exbert()}),
+        "GD from BERT": lambda: gd(plain),
+        "GD from exBERT": lambda: gd(extended),
+        "EDAD": lambda: (EdadStep(masker(extended), "linear", layers), {"teacher": exbert(), "student": (
+            DistillationStudent(build_student(student, extended), extended))}),
+    }
+
+
+def step_context(generator: torch.Generator) -> StepContext:
+    """The engine's context of a first step on the CPU, one process."""
+    return StepContext(0, 0, 0, 100, generator, torch.device("cpu"), 0, 1)
