@@ -400,7 +400,7 @@ class Engine:
         batches = iter(loader)
         ctx = StepContext(start, 0, 0, self.total_steps, self.generator, d.device, d.rank, d.world_size)
         synchronize(d.device)
-        self.segment_start = time.perf_counter()
+        self.start_segment()
         bar = tqdm(total=self.total_steps, initial=start, disable=not d.is_main, desc="train", dynamic_ncols=True)
         with bar:
             for step in range(start, self.total_steps):
@@ -423,6 +423,7 @@ class Engine:
         synchronize(d.device)
         summary = {
             "train_seconds": self.train_seconds(state),
+            "train_cpu_seconds": self.train_cpu_seconds(state),
             "steps": state["step"],
             "epochs": state["step"] / self.steps_per_epoch,
             "examples": state["step"] * cfg.batch_size,
@@ -515,16 +516,25 @@ class Engine:
                 self.schedulers[name].step()
         return lrs
 
+    def start_segment(self) -> None:
+        self.segment_start, self.segment_cpu_start = time.perf_counter(), time.process_time()
+
     def train_seconds(self, state: dict) -> float:
         return state["train_seconds"] + time.perf_counter() - self.segment_start
+
+    def train_cpu_seconds(self, state: dict) -> float:
+        """This process's CPU time in the loop (all its threads): on a shared machine it varies less with the
+        other jobs' load than the wall time does."""
+        return state["train_cpu_seconds"] + time.process_time() - self.segment_cpu_start
 
     def write_log(self, path: Path, state: dict, lrs: dict[str, float]) -> None:
         """Every log_every steps, one line of work_dir/metrics.jsonl (rank 0): step (optimizer steps done), epoch,
         loss and loss/<name>, metrics, lr/<name>, averaged over the interval and the ranks; tokens_per_s
         (tokens = attention_mask sum, else input_ids elements). It lives in work_dir so that it survives a failed
         job; train() copies it to output_dir at the end, beside train_summary.json (train_seconds = synchronised
-        training-loop time over resumed segments, checkpoint writing excluded; steps, tokens, examples, params,
-        world_size, precision, batch sizes, and `choices`: the settings of CHOICE_KEYS)."""
+        training-loop time over resumed segments, checkpoint writing excluded; train_cpu_seconds = this process's
+        CPU time over the same segments; steps, tokens, examples, params, world_size, precision, batch sizes, and
+        `choices`: the settings of CHOICE_KEYS)."""
         interval, (loss_keys, metric_keys) = state["log"], self.keys
         now = self.train_seconds(state)
         if self.dist.is_main:
@@ -575,7 +585,8 @@ class Engine:
         size resumes with fresh random streams."""
         d = self.dist
         synchronize(d.device)
-        state["train_seconds"] = self.train_seconds(state)  # the clock stops while the checkpoint is written
+        # the clocks stop while the checkpoint is written
+        state["train_seconds"], state["train_cpu_seconds"] = self.train_seconds(state), self.train_cpu_seconds(state)
         step = state["step"]
         tmp, final = work / f".tmp-checkpoint-{step}", work / f"checkpoint-{step}"
         tmp.mkdir(exist_ok=True)
@@ -595,7 +606,7 @@ class Engine:
             for _, old in checkpoints(work)[:-KEEP_CHECKPOINTS]:
                 shutil.rmtree(old)
         barrier()
-        self.segment_start = time.perf_counter()
+        self.start_segment()
 
     def read_checkpoint(self, ckpt: Path) -> dict:
         """Everything this rank needs from `ckpt`, read into memory (nothing applied yet): raises if any file is
@@ -613,7 +624,7 @@ class Engine:
         """Load the newest checkpoint that reads completely (on every rank) into models, optimizers and RNGs;
         returns the loop state. A damaged checkpoint (a crash can tear any file on some file systems, a disk can
         fill) is reported by path and the previous one is tried; with none readable the run starts over."""
-        fresh = {"step": 0, "tokens": 0.0, "train_seconds": 0.0,
+        fresh = {"step": 0, "tokens": 0.0, "train_seconds": 0.0, "train_cpu_seconds": 0.0,
                  "log": {"sums": None, "steps": 0, "tokens": 0.0, "seconds": 0.0}}
         found = checkpoints(work)
         for i, (_, ckpt) in reversed(list(enumerate(found))):
@@ -640,6 +651,7 @@ class Engine:
 
     def apply_checkpoint(self, ckpt: Path, loaded: dict, work: Path) -> dict:
         state = loaded["state"]
+        state.setdefault("train_cpu_seconds", 0.0)  # a checkpoint written before this clock existed
         for key, value in self.data_settings().items():
             if state["data"].get(key) != value:
                 name = f"train.{key}" if key in DATA_KEYS else "the dataset size"

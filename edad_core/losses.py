@@ -42,7 +42,7 @@ def _mse(student: torch.Tensor, teacher: torch.Tensor, what: str) -> torch.Tenso
 
 def _zero_masked(scores: torch.Tensor) -> torch.Tensor:
     scores = scores.float()
-    return torch.where(scores <= ATTENTION_MASK_THRESHOLD, torch.zeros_like(scores), scores)
+    return scores.masked_fill(scores <= ATTENTION_MASK_THRESHOLD, 0.0)
 
 
 class TinyBertLoss(nn.Module):
@@ -82,7 +82,8 @@ class TinyBertLoss(nn.Module):
                         f"attention head counts differ at {pair}: student {s.shape[1]}, teacher {te.shape[1]} "
                         "(both models must be extended alike)"
                     )
-                attn = attn + _mse(_zero_masked(s), _zero_masked(te), f"attention scores, {pair}")
+                # the teacher's scores are targets: detached first, so that no graph is kept for their masking
+                attn = attn + _mse(_zero_masked(s), _zero_masked(te.detach()), f"attention scores, {pair}")
         return {"emb": emb, "hidden": hidden, "attn": attn, "tiny": emb + hidden + attn}
 
 

@@ -50,7 +50,9 @@ class BertAdam(torch.optim.Optimizer):
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                update = m / (v.sqrt() + group["eps"])
+                # one temporary instead of three (sqrt, + eps, /): the same operations in the same order
+                update = v.sqrt().add_(group["eps"])
+                torch.div(m, update, out=update)
                 if group["weight_decay"]:
                     update.add_(p, alpha=group["weight_decay"])
                 p.add_(update, alpha=-group["lr"])

@@ -283,7 +283,7 @@ def test_step_counts_logs_and_summary(tmp_path):
                   step_fn).total_steps == 7
     models = make_models(1)
     assert summary == {
-        "train_seconds": summary["train_seconds"], "steps": 10, "epochs": 2.5, "examples": 80,
+        "train_seconds": summary["train_seconds"], "train_cpu_seconds": summary["train_cpu_seconds"], "steps": 10, "epochs": 2.5, "examples": 80,
         "tokens": sum(data.lengths[i] for i in data.loaded), "world_size": 1, "precision": "fp32",
         "batch_size": 8, "per_device_batch_size": 4, "grad_accum_steps": 2,
         "params": {"net": {"total": 129, "trainable": 129}, "aux": {"total": 129, "trainable": 129},
@@ -291,7 +291,7 @@ def test_step_counts_logs_and_summary(tmp_path):
         "choices": {"optimizer": "adamw", "adam_eps": 1e-8, "weight_decay": 0.01, "max_grad_norm": 1.0,
                     "clip_mode": "global", "frozen_mode": "eval", "group_by_length": False,
                     "pad_to_max_length": False}}
-    assert summary["train_seconds"] > 0 and sum(p.numel() for p in models["net"].parameters()) == 129
+    assert summary["train_seconds"] > 0 and summary["train_cpu_seconds"] > 0 and sum(p.numel() for p in models["net"].parameters()) == 129
     assert len(data.loaded) == 80
     assert json.loads((tmp_path / "o" / "train_summary.json").read_text()) == summary
 

@@ -8,6 +8,7 @@ import torch
 
 from edad_core.losses import (
     TinyBertLoss,
+    _zero_masked,
     distilled_teacher_layers,
     edad_student_loss,
     layer_map,
@@ -115,6 +116,13 @@ def test_masking_boundary_changes_loss_as_expected():
     at_999 = loss(s_hidden, s_scores, t_hidden, t_scores)["attn"].item()
     n = B * 24 * L * L
     assert at_999 - at_100 == pytest.approx(((-99.9 - 2.0) ** 2 - (0.0 - 2.0) ** 2) / n, rel=1e-4)
+
+
+def test_masked_scores_are_zeroed_exactly_as_the_reference_does():
+    """masked_fill gives the values of TinyBERT's torch.where(scores <= -100, zeros, scores), bit for bit."""
+    scores = torch.tensor([-1e30, -100.0, -99.9, 0.0, -0.0, 3.5, float("nan"), float("-inf")])
+    reference = torch.where(scores <= -100.0, torch.zeros_like(scores), scores)
+    assert torch.equal(_zero_masked(scores).nan_to_num(7.0), reference.nan_to_num(7.0))
 
 
 def test_projection_init_is_bert_like():

@@ -84,3 +84,19 @@ def test_per_tensor_clipping_equals_the_hand_computation():
 def test_bad_hyperparameters_are_named():
     with pytest.raises(ValueError, match="BertAdam.*eps=0"):
         BertAdam([nn.Parameter(torch.zeros(1))], lr=1e-3, eps=0)
+
+
+def test_bert_adam_equals_its_out_of_place_formula_bit_for_bit():
+    """The step computes m / (sqrt(v) + eps) in one reused buffer: exactly the values of the plain expression."""
+    g = torch.Generator().manual_seed(1)
+    p = nn.Parameter(torch.randn(64, 33, generator=g))
+    x, m, v = p.detach().clone(), torch.zeros(64, 33), torch.zeros(64, 33)
+    opt = BertAdam([{"params": [p], "weight_decay": WD}], lr=LR, eps=EPS)
+    for _ in range(3):
+        grad = torch.randn(64, 33, generator=g) * 1e-3
+        p.grad = grad.clone()
+        opt.step()
+        m = m.mul(B1).add(grad, alpha=1 - B1)
+        v = v.mul(B2).addcmul(grad, grad, value=1 - B2)
+        x = x.add((m / (v.sqrt() + EPS)).add(x, alpha=WD), alpha=-LR)  # the step before the buffer was reused
+        assert torch.equal(p.detach(), x)
