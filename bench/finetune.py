@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 import harness
+from edad_core.modeling import ExBertForPreTraining
 from edad_core.ner import finetune_and_evaluate
 from edad_core.ner_data import benchmark_files, prepare_ner_dataset
-from edad_core.modeling import ExBertForPreTraining
 from edad_core.stages import EXTENSION_KEYS, build_student
 
 
