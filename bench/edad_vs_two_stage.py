@@ -51,10 +51,18 @@ def main():
     p.add_argument("--tokenizer", help="its tokenizer folder (with --data)")
     p.add_argument("--keep", help="keep the models and data in this folder (default: a temporary one)")
     args = harness.parse(p)
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+        measure(args, Path(args.keep))
+        return
+    with tempfile.TemporaryDirectory(prefix="edad-bench-") as root:
+        measure(args, Path(root))
+
+
+def measure(args, root: Path) -> None:
+    """The runs in `root` (models, data, outputs), their figures printed."""
     config = harness.profile_config(args.profile)
     batch = args.batch or config["train"]["per_device_batch_size"]
-    root = Path(args.keep or tempfile.mkdtemp(prefix="edad-bench-"))
-    root.mkdir(parents=True, exist_ok=True)
 
     base = harness.base_model(args.profile, config, root / "base")
     if args.data:
@@ -105,8 +113,6 @@ def main():
                       "train_cpu_seconds": harness.spread(cpu_seconds[stage]), "load": timings[stage]["load"]})
     harness.emit({**common, "ratio_edad_to_two_stage": ratios})
     ratio = ratios["wall"]
-    if not args.keep:
-        shutil.rmtree(root)
     med = {stage: harness.spread(seconds[stage])["median"] for stage in STAGES}
     harness.summary_line(
         "edad_vs_two_stage",

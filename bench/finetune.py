@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 import harness
+from edad_core.modeling import ExBertForPreTraining
 from edad_core.ner import finetune_and_evaluate
 from edad_core.ner_data import benchmark_files, prepare_ner_dataset
-from edad_core.modeling import ExBertForPreTraining
 from edad_core.stages import EXTENSION_KEYS, build_student
 
 
@@ -49,7 +49,12 @@ def main():
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--mirror", default=str(harness.PROJECT.parent / "shared" / "mirror"))
     args = harness.parse(p)
-    root = Path(tempfile.mkdtemp(prefix="edad-ner-bench-"))
+    with tempfile.TemporaryDirectory(prefix="edad-ner-bench-") as root:
+        measure(args, Path(root))
+
+
+def measure(args, root: Path) -> None:
+    """The NER data, models and runs in `root`, their figures printed."""
     ner = harness.profile_config("paper")["ner"]
     dataset = ner["datasets"][0]
     files = benchmark_files(ner["base_url"], dataset, ner["splits"])
@@ -82,7 +87,6 @@ def main():
                       "params": timed[0]["params"], "train_windows_per_s": train,
                       "inference_sentences_per_s": infer, "load": t["load"]})
         parts.append(f"{name} train {train['median']:.1f} / infer {infer['median']:.1f}")
-    shutil.rmtree(root)
     harness.summary_line("finetune", f"sentences/s ({args.sentences} per split, {args.threads} threads): " + "; ".join(parts))
 
 
