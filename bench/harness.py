@@ -20,6 +20,7 @@ import yaml
 from snakemake.utils import update_config
 from transformers import BertConfig, BertForPreTraining
 
+from edad_core.distributed import synchronize
 from edad_core.download import resolve_model
 from edad_core.engine import StepContext
 from edad_core.losses import distilled_teacher_layers
@@ -86,8 +87,7 @@ def synchronized(fn: Callable[[], None], device: torch.device) -> Callable[[], N
     """fn, returning only once the device has done its queued work (a GPU runs asynchronously)."""
     def run():
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
     return run
 
 
