@@ -20,7 +20,7 @@ import yaml
 from snakemake.utils import update_config
 from transformers import BertConfig, BertForPreTraining
 
-from edad_core.distributed import synchronize
+from edad_core.distributed import keep_freed_memory, synchronize
 from edad_core.download import resolve_model
 from edad_core.engine import StepContext
 from edad_core.losses import distilled_teacher_layers
@@ -45,12 +45,18 @@ def parser(description: str) -> argparse.ArgumentParser:
     """A bench script's command line, with --threads (parse it with `parse`)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="torch's threads")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave glibc's malloc as it is (sets EDAD_SYSTEM_MALLOC=1; default: keep freed memory, as the "
+                        "engine's processes do on the CPU)")
     return p
 
 
 def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     args = p.parse_args()
     set_threads(args.threads)
+    if args.system_malloc:
+        os.environ["EDAD_SYSTEM_MALLOC"] = "1"
+    keep_freed_memory()
     return args
 
 

@@ -6,14 +6,23 @@
 `init_distributed()` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE): backend NCCL
 on CUDA, gloo on CPU, CUDA device = local rank. Without torchrun it is one process and no process group. Each
 process gets its share of the CPU threads, because Snakemake sets OMP_NUM_THREADS to the rule's `threads` and
-torchrun passes the same value to every rank.
+torchrun passes the same value to every rank. On the CPU, malloc is told to keep freed memory (`keep_freed_memory`).
 """
 
+import ctypes
+import ctypes.util
+import functools
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+# mallopt(3) parameters of glibc's malloc.h
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,27 @@ def _available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc serve every size from its heap and never give freed memory back to the OS. By default a
+    block over 32 MB (an embedding-sized gradient, an optimizer temporary: 54 MB for exBERT's 17,658 x 768
+    extension table) is mmap'd and unmapped on free, so a training step that allocates it afresh page-faults on
+    every 4 KB of it, every step: 13 ms to allocate and fill that table's size instead of 2.5 ms here, and 4% of
+    an EDAD step at paper sizes (BENCHMARKS.md). The process then stays at its peak size, which a training
+    process reaches in its first step anyway. Returns False (and changes nothing) off glibc, or with the
+    environment variable EDAD_SYSTEM_MALLOC=1."""
+    if os.environ.get("EDAD_SYSTEM_MALLOC") == "1":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # glibc only: mallopt's parameters differ elsewhere
+    except (OSError, AttributeError):
+        return False
+    kept = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1)))
+    log.info("malloc keeps freed memory for reuse (no mmap, no trim): %s", kept)
+    return kept
+
+
 def init_distributed() -> DistInfo:
     """Join torchrun's process group (idempotent) and pin this process to its device and thread share."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -46,6 +76,7 @@ def init_distributed() -> DistInfo:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
+        keep_freed_memory()
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             dist.init_process_group(backend="nccl", device_id=device)  # binds NCCL to this rank's GPU
