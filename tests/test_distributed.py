@@ -8,7 +8,7 @@ FAULTS_OF_REALLOCATION = """
 import resource, sys, torch
 from edad_core.distributed import init_distributed
 
-def faults(n=5):
+def faults(n=10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(n):
         torch.empty(16 * 2**20).fill_(1.0)  # 64 MB, freed at once: above glibc's 32 MB mmap threshold
@@ -17,7 +17,6 @@ def faults(n=5):
 faults(1)  # warm-up: torch's own first-use allocations
 if sys.argv[1] == "engine":
     assert init_distributed().device.type == "cpu"
-faults(1)  # the first allocation under the setting grows the heap once
 print(faults())
 """
 
@@ -29,8 +28,9 @@ def _faults(mode: str, **env) -> int:
 
 
 def test_a_cpu_process_reuses_freed_memory_instead_of_faulting_it_in_again():
-    pages = 5 * 64 * 2**20 // 4096
-    # glibc maps and unmaps every 64 MB block: each allocation faults its pages in
-    assert _faults("system") > pages // 2
-    assert _faults("engine", EDAD_SYSTEM_MALLOC="1") > pages // 2  # the opt-out
-    assert _faults("engine") < pages // 20  # the heap keeps the block: five allocations fault almost nothing
+    block = 64 * 2**20 // 4096  # pages
+    # glibc maps and unmaps every 64 MB block: each of the ten allocations faults its pages in
+    assert _faults("system") > 8 * block
+    assert _faults("engine", EDAD_SYSTEM_MALLOC="1") > 8 * block  # the opt-out
+    # the heap keeps the block: it is faulted in when the heap grows to hold it (measured: once or twice), then reused
+    assert _faults("engine") < 4 * block
