@@ -13,12 +13,10 @@ each part (median, min, max); then one summary line with the CPU-time ratio of w
 import time
 
 import torch
-from torch.nn.utils import clip_grad_norm_
 from torch.profiler import ProfilerActivity, profile
 
 import harness
-from edad_core.engine import make_optimizer, param_groups
-from edad_core.optim import clip_grad_norm_per_tensor_
+from edad_core.engine import CLIPPERS, make_optimizer, param_groups
 
 STAGES = ("exBERT adaptation", "GD from exBERT", "EDAD")
 PARTS = ("forward", "backward", "optimizer")
@@ -35,7 +33,7 @@ def main():
     train = config["train"]
     batch = args.batch or train["per_device_batch_size"]
     length = config["pretrain_data"]["max_seq_length"]
-    clip = clip_grad_norm_per_tensor_ if train["clip_mode"] == "per_tensor" else clip_grad_norm_
+    clip = CLIPPERS[train["clip_mode"]]
     builders = harness.stage_steps(args.profile, config)
     generator = torch.Generator().manual_seed(0)
     times = {stage: {part: {"cpu": [], "wall": []} for part in PARTS} for stage in STAGES}

@@ -74,7 +74,9 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "linear_warmup")
 OPTIMIZERS = ("adamw", "bert_adam")
-CLIP_MODES = ("global", "per_tensor")
+# clip_mode -> clipping function: one norm over each model's gradients, or each tensor alone (BERT)
+CLIPPERS = {"global": clip_grad_norm_, "per_tensor": clip_grad_norm_per_tensor_}
+CLIP_MODES = tuple(CLIPPERS)
 FROZEN_MODES = ("eval", "train")
 # The choices where the reference code and a faster run may differ (docs/design.md decision 8): recorded in
 # train_summary.json
@@ -503,8 +505,7 @@ class Engine:
         for name, opt in self.optimizers.items():
             if self.cfg.max_grad_norm is not None:
                 self.scaler.unscale_(opt)  # clip the true gradients
-                clip = clip_grad_norm_per_tensor_ if self.cfg.clip_mode == "per_tensor" else clip_grad_norm_
-                clip(self.opt_params[name], self.cfg.max_grad_norm)
+                CLIPPERS[self.cfg.clip_mode](self.opt_params[name], self.cfg.max_grad_norm)
             self.scaler.step(opt)
         self.scaler.update()
         lrs = {}
