@@ -17,11 +17,13 @@ from pathlib import Path
 import datasets
 
 from edad_core.download import fetch
-from edad_core.files import atomic_write_text
+from edad_core.files import atomic_files, atomic_write_text, check_complete
 
 log = logging.getLogger(__name__)
 
 TAG = re.compile(r"O|[BI]-\S+")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")  # one path component, never '.' or '..', no shell quoting
+BOM = "\ufeff"
 Sentence = tuple[list[str], list[str]]
 
 
@@ -29,15 +31,30 @@ class NerFormatError(ValueError):
     """A malformed IOB2 file; the message starts with path:line."""
 
 
+def safe_name(name, key: str) -> str:
+    """`name` (a dataset or model name that becomes a folder and a Snakemake wildcard) if it is one safe path
+    component, else ValueError naming the config `key`."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ValueError(f"{key}: {name!r} is not a safe name for a folder (letters, digits and . _ + -, not "
+                         f"starting with . or -, at most 100 characters)")
+    return name
+
+
 def _lines(path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file, a leading BOM dropped; an undecodable line -> NerFormatError."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise NerFormatError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start} of the line)") from None
-            yield lineno, (line.removeprefix("\ufeff") if lineno == 1 else line).rstrip("\r\n")
+    """(line number, text) of a UTF-8 file: lines end in LF, CRLF or a lone CR (old Mac files); a BOM at the
+    start of a line is dropped (at line 1 the file's own; later, that of a file concatenated to it, with a
+    warning); an undecodable line -> NerFormatError."""
+    check_complete(path)
+    for lineno, raw in enumerate(Path(path).read_bytes().splitlines(), 1):  # bytes split only at LF, CR, CRLF
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise NerFormatError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start} of the line)") from None
+        if line.startswith(BOM):
+            if lineno > 1:
+                log.warning("%s:%d: a byte-order mark (two files joined?); dropped", path, lineno)
+            line = line.removeprefix(BOM)
+        yield lineno, line
 
 
 def read_iob(path, *, repair: bool = False, token_column: int = 0, tag_column: int = -1) -> list[Sentence]:
@@ -46,7 +63,7 @@ def read_iob(path, *, repair: bool = False, token_column: int = 0, tag_column: i
     from the end). Any format error -> NerFormatError naming `path:line`. An I-X that does not continue a
     B-X/I-X is an error, or with repair=True becomes B-X with a warning."""
     sentences, tokens, tags = [], [], []
-    lineno, width = 0, None
+    lineno, width, docstarts = 0, None, 0
     for lineno, line in _lines(path):
         if not line.strip():
             if tokens:
@@ -54,6 +71,7 @@ def read_iob(path, *, repair: bool = False, token_column: int = 0, tag_column: i
                 tokens, tags = [], []
             continue
         if line.startswith("-DOCSTART-"):
+            docstarts += 1
             continue
         cols = line.split("\t") if "\t" in line else line.split()
         where = f"{path}:{lineno}"
@@ -67,6 +85,8 @@ def read_iob(path, *, repair: bool = False, token_column: int = 0, tag_column: i
                                  "(token_column / tag_column)") from None
         if not token.strip():
             raise NerFormatError(f"{where}: empty token")
+        if BOM in token:
+            raise NerFormatError(f"{where}: a byte-order mark (U+FEFF) inside the token {token!r}")
         if token != token.strip() or tag != tag.strip():
             raise NerFormatError(f"{where}: token or tag with leading or trailing whitespace ({token!r}, {tag!r})")
         if not TAG.fullmatch(tag):
@@ -82,7 +102,8 @@ def read_iob(path, *, repair: bool = False, token_column: int = 0, tag_column: i
     if tokens:
         sentences.append((tokens, tags))
     if not sentences:
-        raise NerFormatError(f"{path}:{max(lineno, 1)}: no sentences (empty file)")
+        what = f"only {docstarts} -DOCSTART- line(s)" if docstarts else "an empty file"
+        raise NerFormatError(f"{path}:{max(lineno, 1)}: no sentences ({what})")
     return sentences
 
 
@@ -118,9 +139,13 @@ def _first(sentences: list[Sentence], max_sentences: int | None) -> list[Sentenc
     return sentences[:max_sentences]
 
 
+def iob_text(sentences: list[Sentence]) -> str:
+    """The same format read_iob reads (and the benchmark files use): the text ends with a blank line."""
+    return "".join("".join(f"{t}\t{g}\n" for t, g in zip(*s)) + "\n" for s in sentences)
+
+
 def write_iob(sentences: list[Sentence], path) -> None:
-    """The same format read_iob reads (and the benchmark files use): the file ends with a blank line."""
-    atomic_write_text(path, "".join("".join(f"{t}\t{g}\n" for t, g in zip(*s)) + "\n" for s in sentences))
+    atomic_write_text(path, iob_text(sentences))
 
 
 def split_stats(sentences: list[Sentence]) -> dict:
@@ -153,7 +178,9 @@ def prepare_ner_dataset(
 ) -> dict:
     """Fetch every split of `files` ({split: URL or local path}; URLs mirror first, sha256-checked when pinned),
     validate all splits, keep the first max_sentences of each, then write `{out_dir}/{split}.tsv` (TOKEN<TAB>TAG)
-    and `{out_dir}/labels.json`. Nothing is written to out_dir unless every split is valid."""
+    and `{out_dir}/labels.json`, all together (edad_core.files.atomic_files). Nothing is written to out_dir
+    unless every split is valid. `dataset` must be a safe folder name (`safe_name`)."""
+    safe_name(dataset, "ner.datasets")
     sha256 = sha256 or {}
     kept, info = {}, {}
     for split, source in files.items():
@@ -171,7 +198,8 @@ def prepare_ner_dataset(
         "splits": {split: split_stats(kept[split]) | info[split] for split in files},
     }
     out_dir = Path(out_dir)
-    for split in files:
-        write_iob(kept[split], out_dir / f"{split}.tsv")
-    atomic_write_text(out_dir / "labels.json", json.dumps(summary, indent=2) + "\n")
+    with atomic_files(*(out_dir / f"{split}.tsv" for split in files), out_dir / "labels.json") as temps:
+        for split, tmp in zip(files, temps):
+            tmp.write_text(iob_text(kept[split]), encoding="utf-8")
+        temps[-1].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

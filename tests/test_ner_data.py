@@ -1,5 +1,6 @@
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ BAD = [  # (content, line of the error, message part)
     ("a\tB-X\nb\tI-Y\n", 2, "I-Y follows B-X"),
     ("a\tO\n\nb\tI-X\n", 3, "I-X follows sentence start"),
     ("", 1, "no sentences"),
-    ("-DOCSTART-\tO\n\n\n", 3, "no sentences"),
+    ("-DOCSTART-\tO\n\n\n", 3, r"no sentences \(only 1 -DOCSTART- line\(s\)\)"),
+    ("a\tO\nb\ufeff\tO\n", 2, "a byte-order mark .U.FEFF. inside the token"),
 ]
 
 
@@ -204,3 +206,65 @@ def test_a_users_dataset_by_paths_in_four_column_conll(tmp_path):
                                   progress=False)
     assert summary["label_names"] == ["O", "B-Chem", "I-Chem", "B-Dis", "I-Dis"]
     assert (tmp_path / "out" / "train.tsv").read_text() == "Aspirin\tB-Chem\ncures\tO\npain\tB-Dis\n\n"
+
+
+# ----------------------------------------------------------------------------- files as they come
+
+
+def test_old_mac_line_endings_read_like_unix_ones(tmp_path):
+    unix = "-DOCSTART-\tO\n\nAspirin\tB-Chemical\ncures\tO\n\npain\tB-Disease\n"
+    mac = tmp_path / "mac.tsv"
+    mac.write_bytes(unix.replace("\n", "\r").encode())  # as classic Mac OS (and some exporters) write it
+    assert read_iob(mac) == [(["Aspirin", "cures"], ["B-Chemical", "O"]), (["pain"], ["B-Disease"])]
+    mac.write_bytes(b"a\tO\rb\tI-X\r")
+    with pytest.raises(NerFormatError, match=r"mac\.tsv:2: I-X follows O"):  # line numbers count CR lines
+        read_iob(mac)
+
+
+def test_two_files_joined_with_their_byte_order_marks(tmp_path, caplog):
+    first, second = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    first.write_text("-DOCSTART-\tO\n\nAspirin\tB-Chemical\n\n", encoding="utf-8-sig")  # a BOM each, as Excel
+    second.write_text("-DOCSTART-\tO\n\nIbuprofen\tB-Chemical\n", encoding="utf-8-sig")  # and Notepad write
+    joined = tmp_path / "joined.tsv"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())  # cat a.tsv b.tsv > joined.tsv
+    with caplog.at_level(logging.WARNING, logger="edad_core.ner_data"):
+        assert read_iob(joined) == [(["Aspirin"], ["B-Chemical"]), (["Ibuprofen"], ["B-Chemical"])]
+    assert f"{joined}:5: a byte-order mark" in caplog.text
+    joined.write_bytes(first.read_bytes().removesuffix(b"\n") + "\ufeffIbuprofen\tI-Chemical\n".encode())
+    assert read_iob(joined) == [(["Aspirin", "Ibuprofen"], ["B-Chemical", "I-Chemical"])]  # not in the token
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", ".hidden", "-rf", "two words", "x" * 101, "", 7])
+def test_a_dataset_name_that_is_not_one_safe_folder_is_refused(tmp_path, name):
+    files = {split: str(tmp_path / f"{split}.tsv") for split in SPLITS}
+    for path in files.values():
+        Path(path).write_text(GOOD)
+    out = tmp_path / "results" / "ner" / str(name)
+    with pytest.raises(ValueError, match=r"ner\.datasets: .* is not a safe name for a folder"):
+        prepare_ner_dataset(name, files=files, out_dir=out, download_dir=tmp_path / "dl", progress=False)
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_splits_and_labels_of_a_dataset_appear_together(tmp_path, monkeypatch):
+    files = {split: str(tmp_path / f"{split}.tsv") for split in SPLITS}
+    for path in files.values():
+        Path(path).write_text(GOOD)
+    out = tmp_path / "out"
+    prepare_ner_dataset("DS", files=files, out_dir=out, download_dir=tmp_path / "dl", progress=False)
+    Path(files["train"]).write_text("z\tB-Z\n")
+    real_replace, renamed = os.replace, []
+
+    def crash_after_the_first_rename(src, dst):  # the machine stops between two renames of the output
+        if Path(dst).parent == out:
+            if renamed:
+                raise KeyboardInterrupt
+            renamed.append(Path(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_after_the_first_rename)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_ner_dataset("DS", files=files, out_dir=out, download_dir=tmp_path / "dl2", progress=False)
+    monkeypatch.undo()
+    assert renamed == [out / "train.tsv"]  # the new train split beside the old labels: a reader must refuse it
+    with pytest.raises(ValueError, match=r"train\.tsv: its write was cut short .*labels\.json"):
+        read_iob(out / "train.tsv")
