@@ -16,7 +16,6 @@ environment variable ``EDAD_MIRROR``. Caches (`cached_bytes`) use the same layou
 """
 
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import importlib.util
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edad_core.files import atomic_write_text, fsync_dir, sha256_file
+from edad_core.files import atomic_write_text, fsync_dir, hold, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,9 @@ def _validator(headers) -> str | None:
 
 def _download_to(url: str, part: Path, *, timeout: float, progress: bool) -> None:
     """One attempt: continue `part` from its current size (HTTP Range + If-Range with the validator stored when
-    it was started) or start it over. A part whose file cannot be proven unchanged is never continued."""
+    it was started) or start it over. A part whose file cannot be proven unchanged is never continued: not
+    without a stored validator, and not by a 206 whose own ETag / Last-Modified differs from it (a server that
+    ignores If-Range sends the rest of a newer file)."""
     validator_file = part.with_name(part.name + ".validator")
     start = part.stat().st_size if part.exists() else 0
     validator = validator_file.read_text() if start and validator_file.is_file() else None
@@ -145,6 +146,11 @@ def _download_to(url: str, part: Path, *, timeout: float, progress: bool) -> Non
             raise
         start = 0  # 416: the partial file is not a prefix we can continue (e.g. already complete): restart
         resp = urllib.request.urlopen(_request(url), timeout=timeout)
+    if start and resp.status == 206 and _validator(resp.headers) != validator:
+        log.warning("%s: the rest came as %r, not from the file of %r (the server ignores If-Range): starting over",
+                    url, _validator(resp.headers), validator)
+        resp.close()
+        start, resp = 0, urllib.request.urlopen(_request(url), timeout=timeout)
     with resp:
         if start and resp.status != 206:
             start = 0  # 200: the file changed (If-Range failed) or the server ignores Range: the whole file comes
@@ -183,13 +189,24 @@ def _local_source(url: str) -> Path | None:
 
 @contextlib.contextmanager
 def _locked(dest: Path):
-    """One writer per destination, across threads and processes (the lock dies with its holder)."""
-    with open(dest.with_name(f".{dest.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """One writer per destination, across threads and processes (the lock dies with its holder). The lock file
+    is removed when its holder is done (a waiter then sees that and locks a new one: edad_core.files.hold)."""
+    lock = dest.with_name(f".{dest.name}.lock")
+    while (fd := hold(lock, create=True)) is None:
+        pass
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # still holding it
+        os.close(fd)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def fetch(
@@ -204,11 +221,15 @@ def fetch(
     backoff: float = 1.0,
 ) -> Path:
     """Download `url` (http(s), file:// or a local path) to `dest`, mirror first for http(s); `dest` appears
-    only complete, verified and fsynced. Concurrent fetches of one `dest` take turns."""
+    only complete, verified and fsynced. Concurrent fetches of one `dest` take turns, and one that waited while
+    another wrote `dest` takes that file (when it passes `sha256`) instead of fetching it again."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    before = _stamp(dest)
     with _locked(dest):
+        if _stamp(dest) not in (before, None) and (sha256 is None or sha256_file(dest) == sha256.lower()):
+            return dest  # written by the fetch this one waited for
         local = _local_source(url)
         root = None if local else mirror_root(mirror)
         if local is None and root is not None and mirror_path(url, root).is_file():

@@ -38,8 +38,10 @@ class Server:
     """A real HTTP server on 127.0.0.1 serving `files`, with switchable misbehaviour."""
 
     def __init__(self, files, *, fail_first=0, fail_status=503, ranges=True, truncate_first=0, etags=True,
-                 stall_first=0, changed=None):
+                 stall_first=0, changed=None, if_range=True, slow_first=0.0):
         self.files, self.fail_first, self.fail_status = files, fail_first, fail_status
+        self.if_range = if_range  # False: a server that ignores If-Range (answers a Range with 206 regardless)
+        self.slow_first = slow_first  # seconds before the first answer starts
         self.ranges, self.truncate_first, self.etags, self.stall_first = ranges, truncate_first, etags, stall_first
         self.changed = changed  # {path: new bytes} served from the second request on (an upstream update)
         self.requests = []  # (path, Range header, body bytes sent), as answered
@@ -54,6 +56,8 @@ class Server:
                 rng = self.headers.get("Range")
                 n = len(server.arrivals)
                 server.arrivals.append(rng)
+                if n == 0:
+                    time.sleep(server.slow_first)
                 if n < server.fail_first:
                     server.requests.append((self.path, rng, 0))
                     return self.send_error(server.fail_status)
@@ -65,7 +69,7 @@ class Server:
                     return self.send_error(404)
                 start = int(rng.removeprefix("bytes=").rstrip("-")) if rng and server.ranges else 0
                 etag = f'"{hashlib.md5(data).hexdigest()}"'
-                if self.headers.get("If-Range") not in (None, etag):
+                if server.if_range and self.headers.get("If-Range") not in (None, etag):
                     start = 0  # RFC 9110: the file changed, send all of it
                 if start >= len(data) > 0:
                     server.requests.append((self.path, rng, 0))
@@ -378,3 +382,34 @@ def test_local_files_are_copied_with_or_without_a_mirror(tmp_path, monkeypatch, 
         assert fetch_bytes(url) == DATA
     with pytest.raises(DownloadError, match=r"file:///no/such\.txt: no such local file"):
         fetch("file:///no/such.txt", tmp_path / "x", progress=False)
+
+
+def test_a_206_of_a_changed_file_from_a_server_ignoring_if_range_is_not_spliced(tmp_path):
+    new = bytes(reversed(DATA))
+    with Server({"/a.bin": DATA}, truncate_first=1, changed={"/a.bin": new}, if_range=False) as srv:
+        dest = fetch(srv.url + "/a.bin", tmp_path / "a.bin", backoff=0, progress=False)  # no pinned sha256
+    assert dest.read_bytes() == new
+    first = len(DATA) // 3
+    assert srv.arrivals == [None, f"bytes={first}-", None]  # the 206 carried the new ETag: started over
+
+
+def test_no_lock_file_is_left_beside_a_fetched_file(tmp_path):
+    with Server({"/a.bin": DATA, "/b.bin": DATA[:10]}) as srv:
+        fetch(srv.url + "/a.bin", tmp_path / "a.bin", progress=False)
+        with pytest.raises(DownloadError):
+            fetch(srv.url + "/missing.bin", tmp_path / "missing.bin", progress=False, retries=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_a_fetch_that_waited_for_another_of_the_same_file_takes_its_result(tmp_path):
+    with Server({"/a.bin": DATA}, slow_first=1.0) as srv:  # the first download is still running when the rest ask
+        threads = [threading.Thread(target=fetch, args=(srv.url + "/a.bin", tmp_path / "a.bin"),
+                                    kwargs={"sha256": SHA, "progress": False}) for _ in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(0.2)
+        for t in threads:
+            t.join()
+    assert (tmp_path / "a.bin").read_bytes() == DATA
+    assert srv.arrivals == [None]  # downloaded once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
