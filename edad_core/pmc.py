@@ -35,7 +35,11 @@ first; the first with ``is_retracted`` false, ``is_pmc_openaccess`` true and a l
 ignoring case, spaces and hyphens) is taken: a null or unknown ``is_retracted`` or ``is_pmc_openaccess`` never lets
 a version in. With no such version the article is left out, for the reason of its first-ranked one.
 
-Robustness: a listing page that does not parse is fetched again; the XML is checked against the metadata's md5
+Robustness: a listing page that does not parse is fetched again, and a listing that gives a continuation token
+a second time stops with an error (it would never end). An inventory part that is not gzipped CSV or is cut
+short stops the build naming its URL; rows too short for the Key column are counted (``rows_without_key`` in the
+provenance) and more than 1% of them stop it. A metadata file that is not JSON, lacks a field or has one of the
+wrong type makes its article a bad document, named. The XML is checked against the metadata's md5
 and cached under ``cache_dir``, and a mismatch fetches the article's metadata again once (NCBI updated the
 object after the cached metadata was read) before the article counts as bad.
 """
@@ -54,7 +58,9 @@ import time
 import urllib.error
 import urllib.parse
 import xml.etree.ElementTree as ET
+import zlib
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +76,7 @@ INVENTORY_KEY = re.compile(r"(?:metadata/)?(PMC(\d{1,9}))\.(\d{1,9})(?:\.json|/.
 DATED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z")  # an inventory's folder name
 FLAGS = ("is_retracted", "is_pmc_openaccess", "is_manuscript")
 LICENSE = "license_code"
+MAX_ROWS_WITHOUT_KEY = 0.01  # an inventory with more of its rows too short for the Key column is damaged
 LISTING_ATTEMPTS = 3
 LISTING_BACKOFF = 2.0  # seconds before the second attempt at a listing page, doubled for each further one
 MANUSCRIPT_RANK = {False: 0, None: 1, True: 2}  # published first, then unknown, then author manuscripts
@@ -121,17 +128,23 @@ def _listing_page(url: str, mirror) -> ET.Element:
 
 
 def _listed_prefixes(cfg: dict, mirror, prefix: str) -> Iterator[str]:
-    """The CommonPrefixes ('folders') under `prefix`, page by page (continuation tokens)."""
-    base, token = cfg["bucket_url"].rstrip("/"), None
+    """The CommonPrefixes ('folders') under `prefix`, page by page (continuation tokens). A token that comes
+    back a second time would list the same pages forever: an error naming the page."""
+    base, token, seen = cfg["bucket_url"].rstrip("/"), None, set()
     while True:
         query = {"list-type": "2", "prefix": prefix, "delimiter": "/", "max-keys": str(cfg["page_size"])}
         if token:
             query["continuation-token"] = token
-        page = _listing_page(f"{base}/?{urllib.parse.urlencode(query)}", mirror)
+        url = f"{base}/?{urllib.parse.urlencode(query)}"
+        page = _listing_page(url, mirror)
         yield from (p.text or "" for p in page.iterfind("{*}CommonPrefixes/{*}Prefix"))
         token = page.findtext("{*}NextContinuationToken")
         if page.findtext("{*}IsTruncated") != "true" or not token:
             return
+        if token in seen:
+            raise ValueError(f"{url}: the listing gave a continuation token it gave before (page {len(seen) + 1}); "
+                             "it would never end")
+        seen.add(token)
 
 
 def _listed_versions(cfg: dict, mirror) -> Iterator[tuple[int, int]]:
@@ -164,25 +177,34 @@ def _inventory_manifest(cfg: dict, mirror, cache_dir: Path) -> tuple[str, bytes]
     return None
 
 
-def _inventory_versions(manifest_key: str, manifest: bytes, cfg: dict, mirror, cache_dir: Path) -> Iterator[tuple[int, int]]:
-    """(id, version) of every article object the inventory's CSV files name (each checked against the manifest's md5)."""
+def _inventory_versions(manifest_key: str, manifest: bytes, cfg: dict, mirror, cache_dir: Path, rows: Counter
+                        ) -> Iterator[tuple[int, int]]:
+    """(id, version) of every article object the inventory's CSV files name (each checked against the manifest's
+    md5). `rows` counts the rows read and those too short to hold the Key column (`rows_without_key`)."""
     base = cfg["bucket_url"].rstrip("/")
     try:
         spec = json.loads(manifest)
-        files, fmt, schema = spec["files"], spec["fileFormat"], [c.strip() for c in spec["fileSchema"].split(",")]
+        fmt, schema = spec["fileFormat"], [c.strip() for c in spec["fileSchema"].split(",")]
+        parts = [(f"{base}/{part['key']}", part.get("MD5checksum")) for part in spec["files"]]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{base}/{manifest_key}: not an S3 inventory manifest ({type(e).__name__}: {e})") from None
     if fmt != "CSV" or "Key" not in schema:
         raise ValueError(f"{base}/{manifest_key}: expected a CSV inventory with a Key column, got {fmt!r} with {schema}")
     column = schema.index("Key")
-    for part in files:
-        data = cached_bytes(f"{base}/{part['key']}", cache_dir, mirror, "md5", part.get("MD5checksum"))
-        with gzip.open(io.BytesIO(data), "rt", encoding="utf-8", newline="") as rows:
-            for row in csv.reader(rows):
-                key = urllib.parse.unquote(row[column]) if len(row) > column else ""  # S3 URL-encodes keys
-                m = INVENTORY_KEY.fullmatch(key)
-                if m and m[1].startswith(cfg["prefix"]):
-                    yield int(m[2]), int(m[3])
+    for url, md5 in parts:
+        data = cached_bytes(url, cache_dir, mirror, "md5", md5)
+        try:
+            with gzip.open(io.BytesIO(data), "rt", encoding="utf-8", newline="") as lines:
+                for row in csv.reader(lines):
+                    rows["rows"] += 1
+                    if len(row) <= column:
+                        rows["rows_without_key"] += 1
+                        continue
+                    m = INVENTORY_KEY.fullmatch(urllib.parse.unquote(row[column]))  # S3 URL-encodes keys
+                    if m and m[1].startswith(cfg["prefix"]):
+                        yield int(m[2]), int(m[3])
+        except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as e:  # not gzip, cut short, not CSV
+            raise ValueError(f"{url}: not a gzipped CSV inventory part ({type(e).__name__}: {e})") from None
 
 
 @dataclass
@@ -225,7 +247,14 @@ def find_candidates(cfg: dict, mirror, cache_dir: Path) -> Candidates:
     if manifest is not None:
         key, data = manifest
         provenance = {"from": "inventory", "key": key, "sha256": hashlib.sha256(data).hexdigest()}
-        candidates = Candidates.from_pairs(_inventory_versions(key, data, cfg, mirror, cache_dir), cfg["subset_key"], provenance)
+        rows = Counter()
+        candidates = Candidates.from_pairs(_inventory_versions(key, data, cfg, mirror, cache_dir, rows),
+                                           cfg["subset_key"], provenance)
+        candidates.provenance["rows_without_key"] = rows["rows_without_key"]
+        if rows["rows_without_key"] > MAX_ROWS_WITHOUT_KEY * rows["rows"]:
+            raise ValueError(f"{cfg['bucket_url'].rstrip('/')}/{key}: {rows['rows_without_key']} of the inventory's "
+                             f"{rows['rows']} rows have no Key column (more than {MAX_ROWS_WITHOUT_KEY:.0%}): it is "
+                             f"damaged; pin another ({cfg['key']}.inventory) or list the bucket (inventory: null)")
     else:
         if cfg["inventory"] is not None:
             log.warning("%s: no inventory under %s; listing the whole bucket instead", cfg["key"], cfg["inventory_prefix"])
@@ -283,6 +312,8 @@ class Article:
 
 
 def _metadata(name: str, cfg: dict, mirror, cache_dir: Path, refresh: bool) -> dict:
+    """One version's metadata: a ValueError naming its URL (so the article) when it is not JSON, lacks a field
+    or has a field of the wrong type (the flags: yes/no values or null; licence and xml_url: strings or null)."""
     url = f"{cfg['bucket_url'].rstrip('/')}/{name}/{name}.json"
     try:
         meta = json.loads(cached_bytes(url, cache_dir, mirror, refresh=refresh))
@@ -290,6 +321,9 @@ def _metadata(name: str, cfg: dict, mirror, cache_dir: Path, refresh: bool) -> d
         raise ValueError(f"{url}: metadata is not JSON ({e})") from None
     if not isinstance(meta, dict) or (missing := [f for f in (*FLAGS, LICENSE) if f not in meta]):
         raise ValueError(f"{url}: no field(s) {missing if isinstance(meta, dict) else list(FLAGS)} in the metadata")
+    types = {**dict.fromkeys(FLAGS, (bool, int, str)), LICENSE: str, "xml_url": str}
+    if wrong := {f: type(meta[f]).__name__ for f, t in types.items() if meta.get(f) is not None and not isinstance(meta[f], t)}:
+        raise ValueError(f"{url}: metadata field(s) of the wrong type: {wrong}")
     return meta
 
 

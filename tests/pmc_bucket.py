@@ -3,6 +3,7 @@
     population = make_population()                 # 400 articles, PMCIDs spread over 1M-12M, every case below
     write_bucket(root, population)                 # version folders, metadata/, dated S3 inventories
     with serve(root, max_keys=50) as server: ...   # ListObjectsV2 pages with continuation tokens, GETs; server.url
+    replace_part(root, date, 0, data)              # a damaged inventory part (the manifest's md5 follows it)
 
 The layout follows the bucket's README (2026): ``PMC<id>.<v>/PMC<id>.<v>.xml`` and ``.json`` (also under
 ``metadata/``), ``xml_url`` with ``?md5=``, and S3 inventories under ``inventory-reports/pmc-oa-opendata/metadata/``:
@@ -134,9 +135,7 @@ def _inventory(root: Path, date: str, articles: list[FakeArticle], parts: int) -
     rows += [["pmc-oa-opendata", "README.txt", "100"], ["pmc-oa-opendata", "metadata/", "0"]]
     files = []
     for i in range(parts):
-        text = io.StringIO()
-        csv.writer(text, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows[i::parts])
-        data = gzip.compress(text.getvalue().encode(), mtime=0)
+        data = gzipped_rows(rows[i::parts])
         key = f"{INVENTORY}data/{date}-part{i}.csv.gz"
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_bytes(data)
@@ -145,6 +144,30 @@ def _inventory(root: Path, date: str, articles: list[FakeArticle], parts: int) -
                 "fileSchema": "Bucket, Key, Size", "files": files}
     (root / INVENTORY / date).mkdir(parents=True)
     (root / INVENTORY / date / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def part_path(root: Path, date: str, index: int) -> Path:
+    return root / f"{INVENTORY}data/{date}-part{index}.csv.gz"
+
+
+def part_rows(root: Path, date: str, index: int) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(gzip.decompress(part_path(root, date, index).read_bytes()).decode())))
+
+
+def gzipped_rows(rows: list[list[str]]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
+    return gzip.compress(text.getvalue().encode(), mtime=0)
+
+
+def replace_part(root: Path, date: str, index: int, data: bytes) -> None:
+    """Part `index` of the inventory `date` becomes `data`, and the manifest states its size and md5 (so the
+    damage is in what NCBI wrote, not in the transfer)."""
+    part_path(root, date, index).write_bytes(data)
+    manifest_path = root / INVENTORY / date / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][index].update(size=len(data), MD5checksum=hashlib.md5(data).hexdigest())
+    manifest_path.write_text(json.dumps(manifest, indent=1))
 
 
 def write_bucket(root: Path, articles: list[FakeArticle]) -> None:
@@ -199,7 +222,8 @@ class _S3(http.server.BaseHTTPRequestHandler):
                 else:
                     entries[key] = False
         names = sorted(entries)
-        if "continuation-token" in q:  # the token: the last name sent, then padding (S3's tokens are long)
+        stuck = self.server.stuck_listing and self.server.listings < 100  # then it gives up, so a client ends
+        if "continuation-token" in q and not stuck:  # the token: the last name sent, then padding (S3's tokens are long)
             after = base64.urlsafe_b64decode(q["continuation-token"][0].split("~")[0]).decode()
             names = [n for n in names if n > after]
         page, more = names[:max_keys], len(names) > max_keys
@@ -220,9 +244,11 @@ class _S3(http.server.BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def serve(root: Path, *, max_keys: int = 50, token_padding: int = 0):
     """The bucket at `root` on 127.0.0.1 (server.url). server.requests logs every path asked for; listing
-    answers number server.cut_listings (1-based) come cut in half; tokens carry `token_padding` extra characters."""
+    answers number server.cut_listings (1-based) come cut in half; tokens carry `token_padding` extra characters;
+    with server.stuck_listing every listing answer is the first page again, with the same token (for its first
+    99 answers)."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _S3)
-    server.root, server.max_keys, server.token_padding = root, max_keys, token_padding
+    server.root, server.max_keys, server.token_padding, server.stuck_listing = root, max_keys, token_padding, False
     server.requests, server.listings, server.cut_listings = [], 0, set()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -3,6 +3,7 @@ HTTP (tests/pmc_bucket.py): a subset that follows the population's PMCIDs and th
 or listing it came from, version choice, flag, notice and licence filters, and a live bucket's troubles (updated
 objects, pages cut short, long continuation tokens)."""
 
+import gzip
 import hashlib
 import json
 import shutil
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pmc_bucket import INVENTORY, article_xml, make_population, meta, serve, write_bucket, write_version
+from pmc_bucket import (INVENTORY, article_xml, gzipped_rows, make_population, meta, part_path, part_rows,
+                        replace_part, serve, write_bucket, write_version)
 from scipy.stats import ks_2samp
 
 from edad_core.corpus import DEFAULTS, build_corpus, check_sources
@@ -86,7 +88,8 @@ def test_the_subset_follows_the_population_and_the_key_fixes_it(bucket, populati
     manifest = bucket.root / INVENTORY / "2026-05-01T01-00Z" / "manifest.json"  # the newest with a manifest
     assert report["candidates"] == {"from": "inventory", "key": f"{INVENTORY}2026-05-01T01-00Z/manifest.json",
                                     "sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
-                                    "articles": 400, "versions": sum(len(a.versions) for a in population)}
+                                    "articles": 400, "versions": sum(len(a.versions) for a in population),
+                                    "rows_without_key": 0}
 
     # the same inventory and key: the same corpus, and from the cache: nothing of what was read is fetched again
     bucket.requests.clear()
@@ -172,6 +175,19 @@ def test_a_metadata_file_without_a_flag_is_a_bad_document(bucket, population, tm
     stats = _build(_source(bucket, max_articles=3), tmp_path / "out", tmp_path / "cache", max_bad_fraction=0.5)
     assert stats["bad_documents"] == 1 and stats["bad_examples"][0]["id"] == first.pmcid
     assert "no field(s) ['is_manuscript'] in the metadata" in stats["bad_examples"][0]["error"]
+
+
+@pytest.mark.parametrize("field, value", [("xml_url", 12345), ("xml_url", ["s3://x"]), ("license_code", {"CC": "BY"}),
+                                          ("is_retracted", [False])])
+def test_a_metadata_field_of_the_wrong_type_is_a_bad_document_named(bucket, population, tmp_path, field, value):
+    first = next(a for a in _in_subset_order(population) if a.expect == "kept")
+    name = f"{first.pmcid}.{first.expect_version}"
+    data = json.loads((bucket.root / name / f"{name}.json").read_text())
+    data[field] = value
+    (bucket.root / name / f"{name}.json").write_text(json.dumps(data))
+    stats = _build(_source(bucket, max_articles=3), tmp_path / "out", tmp_path / "cache", max_bad_fraction=0.5)
+    assert stats["bad_documents"] == 1 and stats["bad_examples"][0]["id"] == first.pmcid
+    assert f"{name}.json: metadata field(s) of the wrong type: {{'{field}': '{type(value).__name__}'}}" in stats["bad_examples"][0]["error"]
 
 
 # ----------------------------------------------------------------------------- a live bucket
@@ -268,3 +284,41 @@ def test_bad_pmc_settings_name_their_key(change, message):
 def test_the_paper_config_states_every_default():
     paper = yaml.safe_load((PROJECT / "config.yaml").read_text())["corpus"]["sources"]
     assert [{k: v for k, v in s.items() if k != "kind"} for s in paper if s["kind"] == "pmc"] == [DEFAULTS["pmc"]]
+
+
+@pytest.mark.parametrize("damage", ["not gzip", "cut short", "not UTF-8"])
+def test_an_inventory_part_that_cannot_be_read_stops_the_build_naming_its_url(bucket, tmp_path, damage):
+    data = part_path(bucket.root, "2026-05-01T01-00Z", 1).read_bytes()
+    data = {"not gzip": b"<Error><Code>AccessDenied</Code></Error>", "cut short": data[: len(data) // 2],
+            "not UTF-8": gzip.compress(b'"pmc-oa-opendata","metadata/PMC1\xff.1.json","512"\n')}[damage]
+    replace_part(bucket.root, "2026-05-01T01-00Z", 1, data)  # the manifest's md5 is that of the damaged part
+    with pytest.raises(ValueError, match=rf"{bucket.url}/{INVENTORY}data/2026-05-01T01-00Z-part1\.csv\.gz: "
+                                         r"not a gzipped CSV inventory part"):
+        _build(_source(bucket), tmp_path / "out", tmp_path / "cache")
+
+
+def test_inventory_rows_without_a_key_are_counted_and_too_many_stop_the_build(bucket, population, tmp_path):
+    date = "2026-05-01T01-00Z"
+    rows = part_rows(bucket.root, date, 0)
+    short = [i for i, row in enumerate(rows) if row[1].startswith("metadata/PMC")]
+    for i in short[:2]:  # 2 of about 450 rows lose their Key column: counted, and the rest is read
+        rows[i] = rows[i][:1]
+    replace_part(bucket.root, date, 0, gzipped_rows(rows))
+    stats = _build(_source(bucket, max_articles=2), tmp_path / "a", tmp_path / "cache")
+    candidates = _report(stats)["candidates"]
+    assert candidates["rows_without_key"] == 2
+    assert candidates["versions"] == sum(len(a.versions) for a in population) - 2
+    assert json.loads((tmp_path / "a" / "stats.json").read_text())["pmc"]["corpus.sources[0]"]["candidates"] == candidates
+    for i in short[2:17]:  # 17: more than 1% of them
+        rows[i] = rows[i][:1]
+    replace_part(bucket.root, date, 0, gzipped_rows(rows))
+    with pytest.raises(ValueError, match=rf"{date}/manifest\.json: 17 of the inventory's \d+ rows have no Key column"):
+        _build(_source(bucket, max_articles=2), tmp_path / "b", tmp_path / "cache2")
+
+
+def test_a_listing_that_repeats_its_continuation_token_stops(bucket, tmp_path):
+    bucket.stuck_listing = True
+    with pytest.raises(ValueError, match=r"/\?.*continuation-token=.*: the listing gave a continuation token it "
+                                         r"gave before \(page 2\)"):
+        _build(_source(bucket, inventory=None, max_articles=2), tmp_path / "out", tmp_path / "cache")
+    assert len([r for r in bucket.requests if r.startswith("/?")]) == 2  # the second page gave the first token again
