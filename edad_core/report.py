@@ -65,34 +65,57 @@ def mean_ci(values) -> tuple[float, float]:
 
 def _read_json(path) -> dict:
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read the JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got a {type(data).__name__}")
+    return data
+
+
+KINDS = {str: "a string", int: "an integer", (int, float): "a number"}
+
+
+def _field(data: dict, name: str, path, kind: type | tuple):
+    """data[a][b]... for name 'a.b...', of type `kind`, or ValueError naming the file and the field."""
+    value, keys = data, name.split(".")
+    for i, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            raise ValueError(f"{path}: missing or bad field {'.'.join(keys[: i + 1])!r} (see edad_core/report.py "
+                             "for the format)")
+        value = value[key]
+    if isinstance(value, bool) or not isinstance(value, kind):  # JSON true/false are not numbers here
+        raise ValueError(f"{path}: field {name!r} is {value!r}, not {KINDS[kind]}")
+    return value
+
+
+def _fraction(data: dict, name: str, path) -> float:
+    """An F1 score: a fraction in [0, 1] (NaN, percent-scaled or negative values are refused)."""
+    value = float(_field(data, name, path, (int, float)))
+    if not 0 <= value <= 1:  # NaN fails too
+        raise ValueError(f"{path}: {name} = {value} is not an F1 between 0 and 1 (the workflow writes fractions; "
+                         "a percentage or NaN means a broken or foreign result file)")
+    return value
 
 
 def load_runs(paths) -> tuple[pd.DataFrame, dict[str, str]]:
     """Fine-tuning results (one row per model, dataset, seed: test and devel F1 as fractions, params) and the skip
-    reasons of models that could not be had ({model: reason}) from result.json and skipped.json files."""
+    reasons of models that could not be had ({model: reason}) from result.json and skipped.json files. A file
+    that lacks a field, has one of the wrong type, or an F1 outside [0, 1] is an error naming the file and field."""
     rows, skipped = [], {}
     for path in paths:
         data = _read_json(path)
         if "reason" in data and "metrics" not in data:  # skipped.json
-            skipped[data["model"]] = data["reason"]
+            skipped[_field(data, "model", path, str)] = _field(data, "reason", path, str)
             continue
         if data.get("skipped"):
-            skipped[data["name"]] = data["skipped"]
+            skipped[_field(data, "name", path, str)] = _field(data, "skipped", path, str)
             continue
-        try:
-            row = {"model": data["name"], "dataset": data["dataset"], "seed": int(data["seed"]),
-                   "params": int(data["params"])}
-            for split in ("test", "devel"):
-                for metric, keys in METRICS.items():
-                    value = data["metrics"][split]
-                    for k in keys:
-                        value = value[k]
-                    row[f"{split}_{metric}"] = float(value)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}: missing or bad field {e} (see edad_core/report.py for the format)") from None
+        row = {"model": _field(data, "name", path, str), "dataset": _field(data, "dataset", path, str),
+               "seed": _field(data, "seed", path, int), "params": _field(data, "params", path, int)}
+        for split in ("test", "devel"):
+            for metric, keys in METRICS.items():
+                row[f"{split}_{metric}"] = _fraction(data, ".".join(("metrics", split, *keys)), path)
         rows.append(row)
     runs = pd.DataFrame(rows, columns=["model", "dataset", "seed", "params"]
                         + [f"{s}_{m}" for s in ("test", "devel") for m in METRICS])
@@ -103,15 +126,19 @@ def load_runs(paths) -> tuple[pd.DataFrame, dict[str, str]]:
 
 
 def run_seconds(summaries: dict[str, list]) -> dict[str, list[float]]:
-    """{run: [train_summary.json of repeat 0, 1, ...]} -> {run: [train_seconds, ...]}."""
+    """{run: [train_summary.json of repeat 0, 1, ...]} -> {run: [train_seconds, ...]}; a train_seconds that is
+    missing, NaN, infinite or negative is an error naming the file."""
     out = {}
     for run, paths in summaries.items():
         out[run] = []
         for path in paths:
             data = _read_json(path)
-            if not isinstance(data.get("train_seconds"), (int, float)):
+            value = data.get("train_seconds")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{path}: no numeric train_seconds")
-            out[run].append(float(data["train_seconds"]))
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{path}: train_seconds = {value} is not a duration in seconds (finite, >= 0)")
+            out[run].append(float(value))
     return out
 
 

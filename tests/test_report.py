@@ -180,7 +180,56 @@ def test_write_table_and_bad_result(tmp_path, fixture_results):
     data = json.loads(bad.read_text())
     del data["metrics"]["test"]["token_macro_f1"]
     bad.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="r.json: missing or bad field 'token_macro_f1'"):
+    with pytest.raises(ValueError, match="r.json: missing or bad field 'metrics.test.token_macro_f1'"):
+        report.load_runs([bad])
+
+
+def _changed(path, change) -> Path:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("f1, token_f1", [(math.nan, 0.5), (85.3, 0.5), (0.8, 91.0), (-0.1, 0.5), (0.8, math.nan)])
+def test_an_f1_that_is_nan_a_percentage_or_negative_is_refused_naming_the_file(tmp_path, fixture_results, f1, token_f1):
+    paths, _ = fixture_results
+    bad = result_json(tmp_path / "finetune" / "EDAD_linear" / "BC5CDR-IOB" / "seed9" / "result.json",
+                      "EDAD_linear", "BC5CDR-IOB", 9, f1, token_f1)  # as a foreign or broken run writes it
+    field = "entity.f1" if not 0 <= f1 <= 1 else "token_macro_f1"
+    with pytest.raises(ValueError, match=rf"seed9/result\.json: metrics\.test\.{field} = .* is not an F1 between 0 and 1"):
+        report.load_runs(paths + [bad])
+
+
+@pytest.mark.parametrize("seconds", [math.nan, -3600.0, math.inf])
+def test_train_seconds_that_are_nan_negative_or_infinite_are_refused_naming_the_file(tmp_path, seconds):
+    good, bad = summary_json(tmp_path / "a.json", 3600.0), summary_json(tmp_path / "run" / "train_summary.json", seconds)
+    with pytest.raises(ValueError, match=r"run/train_summary\.json: train_seconds = .* is not a duration"):
+        report.run_seconds({"adapt_exbert": [good, bad]})
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("result.json", lambda d: d.pop("name"), r"missing or bad field 'name'"),
+    ("result.json", lambda d: d.update(metrics=[0.8]), r"missing or bad field 'metrics\.test'"),
+    ("result.json", lambda d: d["metrics"].update(test="0.8"), r"missing or bad field 'metrics\.test\.entity'"),
+    ("result.json", lambda d: d.update(seed="1"), r"field 'seed' is '1', not an integer"),
+    ("result.json", lambda d: d.update(params=None), r"field 'params' is None, not an integer"),
+    ("result.json", lambda d: d["metrics"]["devel"]["entity"].update(f1="0.8"), r"field 'metrics\.devel\.entity\.f1' is '0\.8', not a number"),
+    ("skipped.json", lambda d: d.pop("model"), r"missing or bad field 'model'"),
+    ("skipped.json", lambda d: d.update(reason=["offline"]), r"field 'reason' is \['offline'\], not a string"),
+])
+def test_a_malformed_result_or_skip_file_names_the_file_and_the_field(tmp_path, fixture_results, name, change, message):
+    paths, _ = fixture_results
+    bad = next(p for p in paths if p.name == name)
+    _changed(bad, change)
+    with pytest.raises(ValueError, match=rf"{bad}: {message}"):
+        report.load_runs(paths)
+
+
+def test_a_result_file_that_is_not_a_json_object_is_named(tmp_path):
+    bad = tmp_path / "result.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=rf"{bad}: expected a JSON object, got a list"):
         report.load_runs([bad])
 
 
