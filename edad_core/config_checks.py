@@ -12,6 +12,13 @@ import os
 from pathlib import Path
 
 from edad_core.download import DownloadError, mirror_root, resolve_model
+from edad_core.ner import SPLITS
+from edad_core.ner_data import safe_name
+
+# vocab.domain_only_size: below, the specials, the alphabet and its ## forms (several hundred on biomedical text)
+# leave no room for merges; above, far past any WordPiece vocabulary in use (BERT's 30,522), the tokenizers trainer
+# reserves memory by the size asked (1e9 aborts it: out of memory)
+DOMAIN_ONLY_SIZE = (1000, 1_000_000)
 
 
 class ConfigError(ValueError):
@@ -57,5 +64,40 @@ def check_config(config: dict) -> None:
             mirror_root(config["mirror"])
         except DownloadError as err:
             problems.append(str(err))
+    problems += late_failures(config)
     if problems:
         raise ConfigError("config: " + "; ".join(problems))
+
+
+def late_failures(config: dict) -> list[str]:
+    """Values the schema lets through that would fail only in their rule, hours later, or write to the wrong
+    place: attention shapes, the domain vocab size, the NER splits and names, the fine-tuning batch, the EDAD
+    schedule the report asks for."""
+    problems = []
+    models = config["models"]
+    for who, size, heads in (("student", "hidden_size", "num_attention_heads"),
+                             ("student", "ext_hidden_size", "ext_num_attention_heads"),
+                             ("teacher", "ext_hidden_size", "ext_num_attention_heads")):
+        if models[who][size] % models[who][heads]:
+            problems.append(f"models.{who}.{size} ({models[who][size]}) must be a multiple of models.{who}.{heads} "
+                            f"({models[who][heads]}): every attention head takes an equal slice")
+    low, high = DOMAIN_ONLY_SIZE
+    if not low <= (size := config["vocab"]["domain_only_size"]) <= high:
+        problems.append(f"vocab.domain_only_size ({size}) must be between {low} and {high:,}")
+    ner = config["ner"]
+    if missing := [s for s in SPLITS if s not in ner["splits"]]:
+        problems.append(f"ner.splits ({ner['splits']}) lacks {missing}: every fine-tuning job reads {list(SPLITS)}")
+    for i, item in enumerate(ner["datasets"]):
+        try:
+            safe_name(item["name"] if isinstance(item, dict) else item, f"ner.datasets[{i}]")
+        except ValueError as err:
+            problems.append(str(err))
+    finetune = config["finetune"]
+    if finetune["batch_size"] % finetune["per_device_batch_size"]:
+        problems.append(f"finetune.batch_size ({finetune['batch_size']}) must be a multiple of "
+                        f"finetune.per_device_batch_size ({finetune['per_device_batch_size']}): each fine-tuning "
+                        "job runs on one device and accumulates whole batches")
+    schedule, trained = config["report"]["edad_schedule"], config["train"]["edad"]["schedules"]
+    if schedule not in trained:
+        problems.append(f"report.edad_schedule ({schedule!r}) is not trained: add it to train.edad.schedules {trained}")
+    return problems

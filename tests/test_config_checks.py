@@ -1,21 +1,32 @@
 """Cross-key config checks (edad_core.config_checks): each mistake is named at planning time."""
 
 import copy
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from edad_core.config_checks import ConfigError, check_config
+from edad_core.ner_data import SAFE_NAME
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+def overlay(config: dict, changes: dict) -> dict:
+    """`changes` merged into `config` key by key, as Snakemake merges a --configfile over another."""
+    for key, value in changes.items():
+        config[key] = overlay(config.get(key, {}), value) if isinstance(value, dict) else value
+    return config
+
+
 def mini() -> dict:
-    """config.yaml with config/mini.yaml over it (a shallow-enough merge for the keys checked here)."""
-    config = yaml.safe_load((PROJECT / "config.yaml").read_text())
-    for key, value in yaml.safe_load((PROJECT / "config" / "mini.yaml").read_text()).items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    """config.yaml with config/mini.yaml over it."""
+    config = overlay(yaml.safe_load((PROJECT / "config.yaml").read_text()),
+                     yaml.safe_load((PROJECT / "config" / "mini.yaml").read_text()))
     config["mirror"] = str(PROJECT.parent / "shared" / "mirror")
     return config
 
@@ -40,3 +51,57 @@ def test_mistakes_name_their_keys(minilm, change, message):
     change(config)
     with pytest.raises(ConfigError, match=message):
         check_config(config)
+
+
+# ----------------------------------------------------------------------------- mistakes that used to fail late
+
+LATE = [  # (config overlay, what the error must say): each passed `snakemake -n` and failed in its rule
+    ({"models": {"student": {"hidden_size": 200}}},  # a RuntimeError at the first distillation step
+     r"models\.student\.hidden_size \(200\) must be a multiple of models\.student\.num_attention_heads \(12\)"),
+    ({"models": {"teacher": {"ext_hidden_size": 130}}},
+     r"models\.teacher\.ext_hidden_size \(130\) must be a multiple of models\.teacher\.ext_num_attention_heads"),
+    ({"vocab": {"domain_only_size": 1_000_000_000}},  # tokenizers aborted: out of memory, rc 134
+     r"vocab\.domain_only_size \(1000000000\) must be between 1000 and 1,000,000"),
+    ({"vocab": {"domain_only_size": 10}}, r"vocab\.domain_only_size \(10\) must be between"),
+    ({"ner": {"splits": ["train", "test"]}},  # a FileNotFoundError in every fine-tuning job
+     r"ner\.splits \(\['train', 'test'\]\) lacks \['devel'\]"),
+    ({"finetune": {"batch_size": 24, "per_device_batch_size": 16}},  # named train.* by the engine
+     r"finetune\.batch_size \(24\) must be a multiple of finetune\.per_device_batch_size \(16\)"),
+    ({"report": {"edad_schedule": "cosine"}, "train": {"edad": {"schedules": ["linear"]}}},  # a MissingInputException
+     r"report\.edad_schedule \('cosine'\) is not trained: add it to train\.edad\.schedules"),
+    ({"ner": {"datasets": [".."]}}, r"ner\.datasets\[0\]: '\.\.' is not a safe name for a folder"),
+    ({"ner": {"datasets": [{"name": "a b", "train": "t", "devel": "d", "test": "t"}]}},
+     r"ner\.datasets\[0\]: 'a b' is not a safe name"),
+]
+
+
+@pytest.mark.parametrize("changes, message", LATE)
+def test_mistakes_that_used_to_fail_late_name_their_key(minilm, tmp_path, changes, message):
+    written = tmp_path / "mine.yaml"
+    written.write_text(yaml.safe_dump(changes))
+    config = overlay(copy.deepcopy(mini()), yaml.safe_load(written.read_text()))
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_snakemake_dry_run_stops_on_them_naming_each_key(tmp_path):
+    together = [LATE[i] for i in (0, 1, 2, 4, 5, 6)]  # all in one file (the schema refuses unsafe names itself)
+    combined = {}
+    for changes, _ in together:
+        overlay(combined, copy.deepcopy(changes))
+    (tmp_path / "late.yaml").write_text(yaml.safe_dump(combined))
+    (tmp_path / "names.yaml").write_text(yaml.safe_dump({"ner": {"datasets": [".."]}}))
+    env = {**os.environ, "EDAD_MIRROR": str(PROJECT.parent / "shared" / "mirror"), "HF_HUB_OFFLINE": "1"}
+    for overlay_file, messages in (("late.yaml", [m for _, m in together]),
+                                   ("names.yaml", [r"\.\."])):
+        out = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"),
+                              "--directory", str(tmp_path), "--configfile", str(PROJECT / "config" / "smoke.yaml"),
+                              str(tmp_path / overlay_file), "-n"], capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode != 0
+        for message in messages:
+            assert re.search(message, out.stdout + out.stderr), (message, out.stderr[-2000:])
+
+
+def test_the_schema_allows_the_names_the_reader_allows():
+    schema = yaml.safe_load((PROJECT / "config" / "schema.yaml").read_text())
+    assert schema["$defs"]["safe_name"]["pattern"] == f"^{SAFE_NAME.pattern}$"
