@@ -9,7 +9,10 @@ replaces itself with the command (exec), which inherits the lock: the device is 
 process lives, and the kernel releases it when the process exits or is killed. With every device busy it waits;
 without a GPU the command runs on the CPU (CUDA_VISIBLE_DEVICES=""). The devices are those listed in
 CUDA_VISIBLE_DEVICES when it is set (a cluster scheduler's allocation: its ids are leased, not 0..n-1, which would
-name other jobs' GPUs), else 0..torch.cuda.device_count()-1; EDAD_GPUS=n overrides with 0..n-1 (fake devices in tests).
+name other jobs' GPUs; a negative id ends the list, as in CUDA: CUDA_VISIBLE_DEVICES=-1 is the CPU), else
+0..torch.cuda.device_count()-1; EDAD_GPUS=n overrides with 0..n-1 (fake devices in tests). A malformed variable
+or a command that cannot be run stops the launcher with a message naming it (exit status 2, or 127 for a command
+not found, as a shell).
 """
 
 from __future__ import annotations
@@ -18,18 +21,31 @@ import argparse
 import fcntl
 import logging
 import os
+import re
 import socket
+import sys
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+DEVICE_ID = re.compile(r"-?\d+|(?:GPU|MIG)-[0-9A-Za-z-]+")  # an index, or a GPU / MIG UUID (nvidia-smi -L)
+
 
 def devices() -> list[str]:
+    """The device ids to lease (module docstring); ValueError naming the variable when it is malformed."""
     if "EDAD_GPUS" in os.environ:
-        return [str(i) for i in range(int(os.environ["EDAD_GPUS"]))]
+        value = os.environ["EDAD_GPUS"]
+        if not value.strip().isdigit():
+            raise ValueError(f"EDAD_GPUS={value!r}: expected a number of devices (0, 1, 2, ...)")
+        return [str(i) for i in range(int(value))]
     if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+        value = os.environ["CUDA_VISIBLE_DEVICES"]
+        ids = [d.strip() for d in value.split(",") if d.strip()]
+        if bad := [d for d in ids if not DEVICE_ID.fullmatch(d)]:
+            raise ValueError(f"CUDA_VISIBLE_DEVICES={value!r}: {bad[0]!r} is not a device index or a GPU-/MIG- UUID")
+        negative = [i for i, d in enumerate(ids) if d.startswith("-")]
+        return ids[: negative[0]] if negative else ids  # CUDA sees no device from a negative id on
     import torch  # only when needed: the launcher should start fast
 
     return [str(i) for i in range(torch.cuda.device_count())]
@@ -64,7 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     if not command:
         p.error("no command given (put it after --)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ids = devices()
+    try:
+        ids = devices()
+    except ValueError as err:
+        p.error(str(err))
     if not ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     else:
@@ -72,7 +91,11 @@ def main(argv: list[str] | None = None) -> None:
         os.set_inheritable(fd, True)  # the lock stays with the command's process
         os.environ["CUDA_VISIBLE_DEVICES"] = device
         log.info("claimed GPU %s", device)
-    os.execvp(command[0], command)
+    try:
+        os.execvp(command[0], command)
+    except OSError as err:  # not found, not executable: the message a shell would give, not a traceback
+        print(f"{p.prog}: cannot run {command[0]!r}: {err.strerror}", file=sys.stderr)
+        sys.exit(127 if isinstance(err, FileNotFoundError) else 126)
 
 
 if __name__ == "__main__":

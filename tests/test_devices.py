@@ -9,6 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from edad_core import devices
+
 HOLD = "import os, sys, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(float(sys.argv[1]))"
 
 
@@ -53,3 +57,41 @@ def test_a_schedulers_allocation_is_leased_by_its_own_ids(tmp_path):
             j.wait()
     c = job(tmp_path, 0, allocated="")  # an allocation of no GPU: the CPU
     assert c.stdout.readline().strip() == "" and c.wait(timeout=60) == 0
+
+
+def launch(monkeypatch, capsys, tmp_path, command: list[str], **env) -> tuple[int, str]:
+    """(exit status, stderr) of the launcher run in this process with `env`, for a run that stops before exec."""
+    for name in ("EDAD_GPUS", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        devices.main(["--locks", str(tmp_path), "--", *command])
+    return stopped.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"EDAD_GPUS": "two"}, "EDAD_GPUS='two': expected a number of devices"),
+    ({"EDAD_GPUS": "-1"}, "EDAD_GPUS='-1': expected a number of devices"),
+    ({"CUDA_VISIBLE_DEVICES": "0,gpu1"}, "CUDA_VISIBLE_DEVICES='0,gpu1': 'gpu1' is not a device index"),
+    ({"CUDA_VISIBLE_DEVICES": "../../etc"}, "'../../etc' is not a device index or a GPU-/MIG- UUID"),
+])
+def test_a_malformed_device_variable_is_named(monkeypatch, capsys, tmp_path, env, message):
+    status, err = launch(monkeypatch, capsys, tmp_path, ["true"], **env)
+    assert status == 2 and message in err
+    assert not list(tmp_path.iterdir())  # nothing leased
+
+
+def test_uuids_and_cudas_negative_id_are_understood(monkeypatch):
+    uuid = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
+    for value, expected in ((uuid, [uuid]), ("-1", []), ("3,-1,4", ["3"]), ("2, 5", ["2", "5"])):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+        assert devices.devices() == expected, value  # -1: the usual "no GPU"; CUDA stops at a negative id
+
+
+def test_a_command_that_cannot_be_run_is_named(monkeypatch, capsys, tmp_path):
+    status, err = launch(monkeypatch, capsys, tmp_path, ["no-such-command-edad", "--flag"], EDAD_GPUS="0")
+    assert status == 127 and "cannot run 'no-such-command-edad': No such file or directory" in err
+    (tmp_path / "script.sh").write_text("#!/bin/sh\necho hi\n")  # not executable
+    status, err = launch(monkeypatch, capsys, tmp_path, [str(tmp_path / "script.sh")], EDAD_GPUS="0")
+    assert status == 126 and "script.sh': Permission denied" in err
