@@ -12,8 +12,11 @@ import os
 from pathlib import Path
 
 from edad_core.download import DownloadError, mirror_root, resolve_model
-from edad_core.ner import SPLITS
 from edad_core.ner_data import safe_name
+
+# the splits every fine-tuning job reads (edad_core.ner.SPLITS; not imported: it would add seconds to every
+# `snakemake -n`, tests/test_config_checks.py keeps the two equal)
+SPLITS = ("train", "devel", "test")
 
 # vocab.domain_only_size: below, the specials, the alphabet and its ## forms (several hundred on biomedical text)
 # leave no room for merges; above, far past any WordPiece vocabulary in use (BERT's 30,522), the tokenizers trainer

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edad_core import config_checks, ner
 from edad_core.config_checks import ConfigError, check_config
 from edad_core.ner_data import SAFE_NAME
 
@@ -102,6 +103,7 @@ def test_snakemake_dry_run_stops_on_them_naming_each_key(tmp_path):
             assert re.search(message, out.stdout + out.stderr), (message, out.stderr[-2000:])
 
 
-def test_the_schema_allows_the_names_the_reader_allows():
+def test_the_schema_and_the_checks_agree_with_the_code():
     schema = yaml.safe_load((PROJECT / "config" / "schema.yaml").read_text())
-    assert schema["$defs"]["safe_name"]["pattern"] == f"^{SAFE_NAME.pattern}$"
+    assert schema["$defs"]["safe_name"]["pattern"] == f"^{SAFE_NAME.pattern}$"  # the names the reader allows
+    assert config_checks.SPLITS == ner.SPLITS  # the splits fine-tuning reads

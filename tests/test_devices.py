@@ -77,7 +77,7 @@ def launch(monkeypatch, capsys, tmp_path, command: list[str], **env) -> tuple[in
     ({"CUDA_VISIBLE_DEVICES": "../../etc"}, "'../../etc' is not a device index or a GPU-/MIG- UUID"),
 ])
 def test_a_malformed_device_variable_is_named(monkeypatch, capsys, tmp_path, env, message):
-    status, err = launch(monkeypatch, capsys, tmp_path, ["true"], **env)
+    status, err = launch(monkeypatch, capsys, tmp_path, [str(tmp_path / "never-run")], **env)  # no exec, ever
     assert status == 2 and message in err
     assert not list(tmp_path.iterdir())  # nothing leased
 
