@@ -121,8 +121,13 @@ def sweep(path) -> None:
             os.close(fd)
             continue  # a live writer's
         try:
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
             log.warning("removed %s, left by a write of %s that did not finish", stale, path)
+        except OSError as err:  # a leftover must not stop the write
+            log.warning("cannot remove %s, left by a write of %s that did not finish: %s", stale, path, err)
         finally:
             os.close(fd)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 from edad_core import config_checks, ner
 from edad_core.config_checks import ConfigError, check_config
@@ -91,16 +93,21 @@ def test_snakemake_dry_run_stops_on_them_naming_each_key(tmp_path):
     for changes, _ in together:
         overlay(combined, copy.deepcopy(changes))
     (tmp_path / "late.yaml").write_text(yaml.safe_dump(combined))
-    (tmp_path / "names.yaml").write_text(yaml.safe_dump({"ner": {"datasets": [".."]}}))
     env = {**os.environ, "EDAD_MIRROR": str(PROJECT.parent / "shared" / "mirror"), "HF_HUB_OFFLINE": "1"}
-    for overlay_file, messages in (("late.yaml", [m for _, m in together]),
-                                   ("names.yaml", [r"\.\."])):
-        out = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"),
-                              "--directory", str(tmp_path), "--configfile", str(PROJECT / "config" / "smoke.yaml"),
-                              str(tmp_path / overlay_file), "-n"], capture_output=True, text=True, env=env, timeout=300)
-        assert out.returncode != 0
-        for message in messages:
-            assert re.search(message, out.stdout + out.stderr), (message, out.stderr[-2000:])
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(PROJECT / "config" / "smoke.yaml"),
+                          str(tmp_path / "late.yaml"), "-n"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode != 0
+    for _, message in together:
+        assert re.search(message, out.stdout + out.stderr), (message, out.stderr[-2000:])
+
+
+@pytest.mark.parametrize("item", ["..", {"name": ".", "train": "t", "devel": "d", "test": "t"}])
+def test_the_schema_refuses_an_unsafe_dataset_name(minilm, item):
+    config = overlay(copy.deepcopy(mini()), {"ner": {"datasets": [item]}})
+    name = item["name"] if isinstance(item, dict) else item
+    with pytest.raises(WorkflowError, match=re.escape(f"'{name}'")):  # the Snakefile's validate(), at `snakemake -n`
+        validate(config, str(PROJECT / "config" / "schema.yaml"))
 
 
 def test_the_schema_and_the_checks_agree_with_the_code():
