@@ -14,6 +14,7 @@ import ctypes.util
 import functools
 import logging
 import os
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,19 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def hardware(self) -> dict:
+        """What the run computes on, for train_summary.json: {"device": a GPU's name (rank 0's) or "CPU (<model
+        name>)", "device_count": GPUs (one per rank), or hosts for a CPU run}."""
+        if self.device.type == "cuda":
+            return {"device": torch.cuda.get_device_name(self.device), "device_count": self.world_size}
+        model = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+        except OSError:  # not Linux
+            pass
+        return {"device": f"CPU ({model})", "device_count": self.world_size // self.local_world_size}
 
 
 def _available_cpus() -> int:

@@ -431,6 +431,7 @@ class Engine:
             "examples": state["step"] * cfg.batch_size,
             "tokens": int(state["tokens"]),
             "world_size": d.world_size,
+            **d.hardware(),  # device, device_count: the tables' captions name them
             "precision": self.precision,
             "batch_size": cfg.batch_size,
             "per_device_batch_size": cfg.per_device_batch_size,

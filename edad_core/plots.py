@@ -32,13 +32,17 @@ def _save(fig, path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _nan_to_zero(x):
-    return 0.0 if x is None or math.isnan(x) else x
+def clipped_bars(means, cis, low: float = 0.0, high: float = math.inf) -> np.ndarray:
+    """errorbar's [lower, upper] bar lengths of `means` +- `cis`, cut at the metric's range [low, high] (F1 in
+    percent: 0..100; hours: >= 0), so that no bar claims a value the metric cannot take; no interval: no bar."""
+    means, cis = np.asarray(means, dtype=float), np.nan_to_num(np.asarray(cis, dtype=float))
+    return np.stack([np.minimum(cis, means - low), np.minimum(cis, high - means)])
 
 
 def f1_vs_time(summary: pd.DataFrame, path, metric: str = "entity_f1") -> None:
-    """Average F1 against time cost (hours, log scale), 95% interval bars on both axes; teachers and students
-    marked apart. Models without a time cost or an average are left out."""
+    """Average F1 against time cost (hours, log scale), 95% interval bars on both axes cut at the metrics' ranges
+    (F1 0..100, hours >= 0); teachers and students marked apart. Models without a time cost or an average are left
+    out."""
     fig = Figure(figsize=(7, 4.5), dpi=120, layout="tight")
     ax = fig.subplots()
     shown = summary[summary.time_h.notna() & summary[f"average:{metric}"].notna()]
@@ -47,8 +51,8 @@ def f1_vs_time(summary: pd.DataFrame, path, metric: str = "entity_f1") -> None:
         if part.empty:
             continue
         ax.errorbar(part.time_h, part[f"average:{metric}"], fmt=marker, capsize=3, label=role,
-                    xerr=[_nan_to_zero(x) for x in part.time_ci_h],
-                    yerr=[_nan_to_zero(y) for y in part[f"average:{metric}_ci"]])
+                    xerr=clipped_bars(part.time_h, part.time_ci_h),
+                    yerr=clipped_bars(part[f"average:{metric}"], part[f"average:{metric}_ci"], 0.0, 100.0))
         for model, row in part.iterrows():
             ax.annotate(model, (row.time_h, row[f"average:{metric}"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=8)

@@ -1,16 +1,20 @@
-"""The models of Tables 1-4, named as the paper names them: one place that the rules (what to fine-tune, from
-where, for how many epochs) and the tables (which training runs make a row's time cost) read.
+"""The models of Tables 1-4, named as the paper names them: the one place that says which row goes in which table
+under which label, and that the rules (what to fine-tune, from where, for how many epochs) and the tables (which
+training runs make a row's time cost) read.
 
     rows = build_registry(config)          # {name: ModelRow}, in the paper's order
     rows["exBERT_GD"].source               # 'train/gd_exbert/student' (under config results) or a hub id
     rows["exBERT_GD"].train_runs           # ('adapt_exbert', 'gd_exbert'): their train_seconds add up
+    rows["EDAD_linear"].tables             # {2: 'EDAD', 3: 'EDAD', 4: 'linear'}: table -> row label
+    table_layout(rows, 2)                  # [('exBERT_GD', 'exBERT_GD'), ('EDAD', 'EDAD_linear')]: the paper's order
+    timed_runs(rows)                       # the runs whose hours a table reports (they get timing repeats)
 
 Rows follow the config: a teacher adaptation method, distillation teacher or alpha schedule that is not
-configured has no row. EDAD students are `EDAD_<schedule>` (Table 4's rows; `EDAD_linear` is Tables 2-3's
-"EDAD"), their jointly trained teachers `EDAD_<schedule>_teacher` (fine-tuned only when asked for). The published
-BioBERT and SciBERT (Table 3) are hub checkpoints: their rows carry the published adaptation hours, and their GD
-students are distilled on the corpus tokenised with the teacher's own vocabulary (distill teacher `pub_biobert`
-/ `pub_scibert`).
+configured has no row. EDAD students are `EDAD_<schedule>` (Table 4's rows, labelled by schedule; the student of
+`report.edad_schedule` is Tables 2-3's "EDAD"), their jointly trained teachers `EDAD_<schedule>_teacher`
+(fine-tuned only when asked for). The published BioBERT and SciBERT (Table 3) are hub checkpoints: their rows carry
+the published adaptation hours, and their GD students are distilled on the corpus tokenised with the teacher's own
+vocabulary (distill teacher `pub_biobert` / `pub_scibert`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import functools
 import os
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
+import pandas as pd
 from huggingface_hub import hf_hub_url, try_to_load_from_cache
 
 from edad_core.download import DownloadError, mirror_path, mirror_root, resolve_model
@@ -29,6 +35,9 @@ HUB = "https://huggingface.co"
 
 ADAPTED = {"biobert": "oiBioBERT", "scibert": "oiSciBERT", "exbert": "exBERT"}
 PUBLISHED = {"BioBERT": "pub_biobert", "SciBERT": "pub_scibert"}  # row name -> distill teacher wildcard
+PAPER_TABLES = "paper_tables.csv"  # edad_core/data/: the paper's Tables 1-4 (source: docs/design.md §5)
+TABLES = (1, 2, 3, 4)  # the paper's tables the report lays out
+COST_TABLES = (1, 2, 3)  # the tables with parameter and time-cost columns (Table 4 has F1 only)
 
 
 @dataclass(frozen=True)
@@ -37,9 +46,10 @@ class ModelRow:
     role: str  # teacher | student: sets the fine-tuning epochs
     source: str  # a workflow folder relative to config `results`, or a hub id / local folder / pkg: spec
     train_runs: tuple[str, ...]  # runs under results/train whose train_seconds add up to the time cost
-    tables: tuple[int, ...]  # the paper's tables the row appears in
+    tables: dict[int, str] = field(default_factory=dict)  # table number -> the row's label there
     published_hours: float | None = None  # a published checkpoint's adaptation time (exBERT's paper)
     hub: str | None = None  # a published checkpoint it needs, which may not be had (then the row is skipped)
+    teacher: str | None = None  # a student's teacher row: its width sets TinyBERT's projection (parameter count)
 
     @property
     def workflow_made(self) -> bool:
@@ -51,26 +61,52 @@ def build_registry(config: dict) -> dict[str, ModelRow]:
     train, models = config["train"], config["models"]
     methods, teachers, schedules = train["adapt"]["methods"], train["distill"]["teachers"], train["edad"]["schedules"]
     # the base checkpoint is never skipped: every training run needs it
-    rows = [ModelRow("BERT", "teacher", models["teacher"]["base"], (), (1,))]
-    rows += [ModelRow(ADAPTED[m], "teacher", f"train/adapt_{m}/teacher", (f"adapt_{m}",), (1,)) for m in methods]
+    rows = [ModelRow("BERT", "teacher", models["teacher"]["base"], (), {1: "BERT"})]
+    rows += [ModelRow(ADAPTED[m], "teacher", f"train/adapt_{m}/teacher", (f"adapt_{m}",), {1: ADAPTED[m]})
+             for m in methods]
     for teacher in teachers:
         if teacher == "bert":
-            rows.append(ModelRow("BERT_GD", "student", "train/gd_bert/student", ("gd_bert",), (1,)))
+            rows.append(ModelRow("BERT_GD", "student", "train/gd_bert/student", ("gd_bert",), {1: "BERT_GD"},
+                                 teacher="BERT"))
         elif teacher in ADAPTED:
+            name = f"{ADAPTED[teacher]}_GD"
             runs = (f"adapt_{teacher}", f"gd_{teacher}")
-            tables = (1, 2) if teacher == "exbert" else (1,)
-            rows.append(ModelRow(f"{ADAPTED[teacher]}_GD", "student", f"train/gd_{teacher}/student", runs, tables))
+            tables = {1: name, 2: name} if teacher == "exbert" else {1: name}
+            rows.append(ModelRow(name, "student", f"train/gd_{teacher}/student", runs, tables, teacher=ADAPTED[teacher]))
     for name, spec in models.get("published", {}).items():
-        rows.append(ModelRow(name, "teacher", spec["hub"], (), (3,), spec["adaptation_hours"], spec["hub"]))
+        rows.append(ModelRow(name, "teacher", spec["hub"], (), {3: name}, spec["adaptation_hours"], spec["hub"]))
         gd = PUBLISHED[name]
         if gd in teachers:
-            rows.append(ModelRow(f"{name}_GD", "student", f"train/gd_{gd}/student", (f"gd_{gd}",), (3,),
-                                 spec["adaptation_hours"], spec["hub"]))
+            rows.append(ModelRow(f"{name}_GD", "student", f"train/gd_{gd}/student", (f"gd_{gd}",), {3: f"{name}_GD"},
+                                 spec["adaptation_hours"], spec["hub"], teacher=name))
+    paper_schedule = config["report"]["edad_schedule"]
     for s in schedules:
-        tables = (2, 3, 4) if s == "linear" else (4,)
-        rows.append(ModelRow(f"EDAD_{s}", "student", f"train/edad_{s}/student", (f"edad_{s}",), tables))
-        rows.append(ModelRow(f"EDAD_{s}_teacher", "teacher", f"train/edad_{s}/teacher", (f"edad_{s}",), ()))
+        tables = {2: "EDAD", 3: "EDAD", 4: s} if s == paper_schedule else {4: s}
+        rows.append(ModelRow(f"EDAD_{s}", "student", f"train/edad_{s}/student", (f"edad_{s}",), tables,
+                             teacher=f"EDAD_{s}_teacher"))
+        rows.append(ModelRow(f"EDAD_{s}_teacher", "teacher", f"train/edad_{s}/teacher", (f"edad_{s}",)))
     return {row.name: row for row in rows}
+
+
+def paper_figures() -> pd.DataFrame:
+    """The paper's Tables 1-4 (edad_core/data/paper_tables.csv): one row per table and row label."""
+    with resources.files("edad_core.data").joinpath(PAPER_TABLES).open() as f:
+        return pd.read_csv(f)
+
+
+def table_layout(rows: dict[str, ModelRow], number: int) -> list[tuple[str, str | None]]:
+    """(row label, model name or None) of table `number`: the paper's rows in its order (None: a row the config
+    does not make), then rows of ours the paper does not have."""
+    ours = {row.tables[number]: name for name, row in rows.items() if number in row.tables}
+    paper = paper_figures()
+    labels = list(paper.loc[paper.table == number, "model"])
+    return [(label, ours.get(label)) for label in labels] + [(l, m) for l, m in ours.items() if l not in labels]
+
+
+def timed_runs(rows: dict[str, ModelRow]) -> list[str]:
+    """The training runs whose hours a table reports (a row of a cost table): the runs that need timing repeats."""
+    runs = [r for row in rows.values() if any(n in COST_TABLES for n in row.tables) for r in row.train_runs]
+    return list(dict.fromkeys(runs))
 
 
 def mirrored_checkpoint(spec: str, mirror: str | None = None) -> Path | None:

@@ -6,7 +6,7 @@ import re
 
 from edad_core.engine import TrainConfig
 from edad_core.ner_data import benchmark_files
-from edad_core.registry import PUBLISHED, build_registry, checkpoint_source, unavailable_reason
+from edad_core.registry import PUBLISHED, build_registry, checkpoint_source, timed_runs, unavailable_reason
 
 RESULTS = config["results"]
 WORK = config["work"]
@@ -131,11 +131,21 @@ def training_targets():
     return targets
 
 
+def training_runs():
+    """The names of the configured training runs (adapt_exbert, gd_bert, edad_linear, ...)."""
+    return [os.path.basename(os.path.dirname(t)) for t in training_targets()]
+
+
+def timing_repeat_summaries(run):
+    """train_summary.json of repeats 1 .. train.timing_repeats - 1 of `run` (the run itself is repeat 0), when a
+    table reports its hours (edad_core.registry.timed_runs); none otherwise."""
+    if run not in timed_runs(REGISTRY):
+        return []
+    return [f"{RESULTS}/timing/{run}/repeat{k}/train_summary.json" for k in range(1, config["train"]["timing_repeats"])]
+
+
 def timing_targets():
-    """Repeats 1 .. train.timing_repeats - 1 of every training run (the run itself is repeat 0)."""
-    runs = [os.path.basename(os.path.dirname(t)) for t in training_targets()]
-    repeats = range(1, config["train"]["timing_repeats"])
-    return [f"{RESULTS}/timing/{run}/repeat{k}/train_summary.json" for run in runs for k in repeats]
+    return [summary for run in training_runs() for summary in timing_repeat_summaries(run)]
 
 
 def ner_dataset_spec(item):

@@ -1,6 +1,7 @@
-# Stage 7: the paper's Tables 1-4 (our figures beside the paper's), Table 5 (size and inference speed), the
-# figures, and the EDAD student exported for transformers alone. Outputs are marked for `snakemake --report`.
-# Needs rules/common.smk (RESULTS, SCRIPTS, CONDA_ENV, NER_DATASETS, as_json, model_files) and rules/report_inputs.smk.
+# Stage 7: the paper's Tables 1-4 (our figures beside the paper's), a verdict on the paper's claims, Table 5 (size
+# and inference speed), the figures, and the EDAD student exported for transformers alone. Outputs are marked for
+# `snakemake --report`. Needs rules/common.smk (RESULTS, SCRIPTS, CONDA_ENV, NER_DATASETS, as_json, model_files)
+# and rules/report_inputs.smk.
 
 
 rule tables:
@@ -8,17 +9,24 @@ rule tables:
         script=f"{SCRIPTS}/report.py",
         results=finetune_targets(),
         summaries=[p for paths in timing_summaries().values() for p in paths],
+        configs=counted_configs(),  # Tables 1-3 count each row's parameters from its architecture
     output:
         **{f"csv{n}": report(f"{RESULTS}/table{n}.csv", caption=f"../report/table{n}.rst", category="Tables",
-                             labels={"table": f"Table {n}", "format": "CSV"}) for n in (1, 2, 3, 4)},
-        **{f"md{n}": f"{RESULTS}/table{n}.md" for n in (1, 2, 3, 4)},
+                             labels={"table": f"Table {n}", "format": "CSV"}) for n in TABLES},
+        **{f"md{n}": f"{RESULTS}/table{n}.md" for n in TABLES},
+        claims_csv=report(f"{RESULTS}/claims.csv", caption="../report/claims.rst", category="Claims",
+                          labels={"claims": "comparisons", "format": "CSV"}),
+        claims_md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims",
+                         labels={"claims": "verdicts and comparisons", "format": "Markdown"}),
         summary=report(f"{RESULTS}/report/summary.csv", caption="../report/summary.rst", category="Tables",
                        labels={"table": "all models", "format": "CSV"}),
     params:
         models=as_json(list(report_models().items())),  # a list: as_json sorts a dict's keys, rows keep this order
+        layouts=as_json(report_layouts()),
         datasets=as_json(list(NER_DATASETS)),
         summaries=as_json(timing_summaries()),
         out_dir=lambda w, output: os.path.dirname(output.csv1),
+        claims=lambda w, output: os.path.splitext(output.claims_csv)[0],
     log:
         f"{RESULTS}/logs/report/tables.log",
     benchmark:
@@ -28,8 +36,8 @@ rule tables:
         CONDA_ENV
     shell:
         "python {input.script:q} tables --results {input.results:q} --summaries {params.summaries:q}"
-        " --models {params.models:q} --datasets {params.datasets:q} --out-dir {params.out_dir:q}"
-        " --summary {output.summary:q} > {log:q} 2>&1"
+        " --models {params.models:q} --layouts {params.layouts:q} --datasets {params.datasets:q}"
+        " --out-dir {params.out_dir:q} --summary {output.summary:q} --claims {params.claims:q} > {log:q} 2>&1"
 
 
 rule table5:

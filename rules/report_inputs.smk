@@ -1,49 +1,65 @@
 # Input functions and the model list of the report rules (rules/report.smk). Needs from rules/common.smk: RESULTS,
-# training_targets, REGISTRY, finetune_models, finetune_targets.
+# MIRROR, REGISTRY, training_targets, timed_training_runs, finetune_models, skip_reason. Which row goes in which
+# table under which label is the registry's (edad_core/registry.py); these functions only pass it on.
+from edad_core.registry import TABLES, table_layout
 
 PLOTS = f"{RESULTS}/plots"
 STAGES = {"adapt": "adapt_", "distill": "gd_", "edad": "edad_"}  # stage -> its runs' name prefix
 
 
+def model_location(name):
+    """Where a row's model is: its folder under RESULTS when the workflow makes it, else its checkpoint (the
+    mirror's copy when there is one)."""
+    row = REGISTRY[name]
+    return f"{RESULTS}/{row.source}" if row.workflow_made else checkpoint_source(row.source, MIRROR)
+
+
 def report_models(names=None):
     """The registry's table rows (or `names`) in the form edad_core.report expects: name -> {role, train_runs
-    (their train_seconds make its time cost), published_hours, tables ({table number: row label}), folder}. The
-    EDAD student of report.edad_schedule is Tables 2-3's "EDAD"; Table 4's rows are the schedules."""
-    paper_schedule = config["report"]["edad_schedule"]
+    (their train_seconds make its time cost), published_hours, skipped (the reason, or None), finetuned (in
+    finetune.models), folder, teacher_folder (a student's teacher: TinyBERT's projection is counted)}."""
+    finetuned = set(finetune_models())
     models = {}
     for name, row in REGISTRY.items():
         if not row.tables or (names is not None and name not in names):
             continue
-        schedule = name.removeprefix("EDAD_") if name.startswith("EDAD_") else None
-        tables = {n: name for n in row.tables if n != 4 and schedule is None}
-        if schedule is not None:
-            tables = {4: schedule, **({2: "EDAD", 3: "EDAD"} if schedule == paper_schedule else {})}
         models[name] = {"role": row.role, "train_runs": list(row.train_runs), "published_hours": row.published_hours,
-                        "tables": tables, "skipped": skip_reason(name),
-                        "folder": f"{RESULTS}/{row.source}" if row.workflow_made else row.source}
+                        "skipped": skip_reason(name), "finetuned": name in finetuned, "folder": model_location(name),
+                        "teacher_folder": model_location(row.teacher) if row.teacher else None}
     return models
 
 
+def report_layouts():
+    """Table number -> [[row label, model name or None], ...] in the paper's order (edad_core.registry)."""
+    return {n: table_layout(REGISTRY, n) for n in TABLES}
+
+
+def counted_configs():
+    """config.json of every table row made here and of its teacher: Tables 1-3 count their parameters."""
+    folders = {f for m in report_models().values() if not m["skipped"]
+               for f in (m["folder"], m["teacher_folder"]) if f and f.startswith(f"{RESULTS}/")}
+    return sorted(f"{f}/config.json" for f in folders)
+
+
 def timing_summaries():
-    """Run name -> train_summary.json of repeat 0 (the run itself), 1, ... (train.timing_repeats)."""
-    runs = [os.path.basename(os.path.dirname(t)) for t in training_targets()]
-    repeats = range(1, config["train"]["timing_repeats"])
-    return {run: [f"{RESULTS}/train/{run}/train_summary.json"]
-                 + [f"{RESULTS}/timing/{run}/repeat{k}/train_summary.json" for k in repeats] for run in runs}
+    """Run name -> train_summary.json of repeat 0 (the run itself), then of the timing repeats 1, ... of a run
+    whose hours a table reports (train.timing_repeats)."""
+    return {run: [f"{RESULTS}/train/{run}/train_summary.json"] + timing_repeat_summaries(run)
+            for run in training_runs()}
 
 
 def stage_curves():
     """PNG of each stage's training curves -> {run: metrics.jsonl} (stages with no run are left out)."""
-    runs = [os.path.basename(os.path.dirname(t)) for t in training_targets()]
     curves = {}
     for stage, prefix in STAGES.items():
-        mine = {r: f"{RESULTS}/train/{r}/metrics.jsonl" for r in runs if r.startswith(prefix)}
+        mine = {r: f"{RESULTS}/train/{r}/metrics.jsonl" for r in training_runs() if r.startswith(prefix)}
         if mine:
             curves[f"{PLOTS}/training_{stage}.png"] = mine
     return curves
 
 
 def report_targets():
-    return ([f"{RESULTS}/table{n}.{ext}" for n in (1, 2, 3, 4, 5) for ext in ("csv", "md")]
+    return ([f"{RESULTS}/table{n}.{ext}" for n in (*TABLES, 5) for ext in ("csv", "md")]
+            + [f"{RESULTS}/claims.{ext}" for ext in ("csv", "md")]
             + [f"{PLOTS}/f1_vs_time.png", f"{PLOTS}/alpha_schedules.png", *stage_curves()]
             + [f"{RESULTS}/export/EDAD"])

@@ -2,13 +2,14 @@
 availability of hub checkpoints (a published model that cannot be had is skipped with a reason)."""
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from edad_core import registry
-from edad_core.registry import build_registry, checkpoint_source, unavailable_reason
+from edad_core.registry import build_registry, checkpoint_source, table_layout, timed_runs, unavailable_reason
 
 PAPER = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 
@@ -19,9 +20,12 @@ def test_paper_rows_roles_runs_and_tables():
         "BERT", "oiBioBERT", "oiSciBERT", "exBERT", "BERT_GD", "oiBioBERT_GD", "oiSciBERT_GD", "exBERT_GD",
         "BioBERT", "BioBERT_GD", "SciBERT", "SciBERT_GD", "EDAD_linear", "EDAD_linear_reverse", "EDAD_cosine",
         "EDAD_cosine_reverse", "EDAD_same_ratio", "EDAD_only_da", "EDAD_only_dt"]
-    assert rows["exBERT_GD"].train_runs == ("adapt_exbert", "gd_exbert") and rows["exBERT_GD"].tables == (1, 2)
-    assert rows["EDAD_linear"].train_runs == ("edad_linear",) and rows["EDAD_linear"].tables == (2, 3, 4)
-    assert rows["EDAD_cosine_teacher"].role == "teacher" and rows["EDAD_cosine_teacher"].tables == ()
+    assert rows["exBERT_GD"].train_runs == ("adapt_exbert", "gd_exbert")
+    assert rows["exBERT_GD"].tables == {1: "exBERT_GD", 2: "exBERT_GD"}
+    assert rows["EDAD_linear"].train_runs == ("edad_linear",)
+    assert rows["EDAD_linear"].tables == {2: "EDAD", 3: "EDAD", 4: "linear"}  # the paper's schedule is its "EDAD"
+    assert rows["EDAD_cosine"].tables == {4: "cosine"}
+    assert rows["EDAD_cosine_teacher"].role == "teacher" and rows["EDAD_cosine_teacher"].tables == {}
     assert rows["BERT"].train_runs == () and rows["BERT"].source == "bert-base-uncased"
     assert (rows["BioBERT_GD"].published_hours, rows["BioBERT_GD"].train_runs) == (1104, ("gd_pub_biobert",))
     assert rows["SciBERT"].hub == "allenai/scibert_scivocab_uncased" and not rows["SciBERT"].workflow_made
@@ -43,24 +47,57 @@ def test_availability(minilm, tmp_path):
     assert "is not installed" in unavailable_reason("pkg:no_such_package/model")
 
 
-# Rows of the paper's Tables 1-4 (tables.csv of the paper); EDAD is the linear schedule's student.
+# Rows of the paper's Tables 1-4 (tables.csv of the paper) and their labels; EDAD is the linear schedule's student.
 TABLES = {
-    "BERT": (1,), "oiBioBERT": (1,), "oiSciBERT": (1,), "exBERT": (1,),
-    "BERT_GD": (1,), "oiBioBERT_GD": (1,), "oiSciBERT_GD": (1,), "exBERT_GD": (1, 2),
-    "BioBERT": (3,), "SciBERT": (3,), "BioBERT_GD": (3,), "SciBERT_GD": (3,),
-    "EDAD_linear": (2, 3, 4), **{f"EDAD_{s}": (4,) for s in ("linear_reverse", "cosine", "cosine_reverse",
-                                                          "same_ratio", "only_da", "only_dt")},
+    **{name: {1: name} for name in ("BERT", "oiBioBERT", "oiSciBERT", "exBERT", "BERT_GD", "oiBioBERT_GD",
+                                    "oiSciBERT_GD")},
+    "exBERT_GD": {1: "exBERT_GD", 2: "exBERT_GD"},
+    **{name: {3: name} for name in ("BioBERT", "SciBERT", "BioBERT_GD", "SciBERT_GD")},
+    "EDAD_linear": {2: "EDAD", 3: "EDAD", 4: "linear"},
+    **{f"EDAD_{s}": {4: s} for s in ("linear_reverse", "cosine", "cosine_reverse", "same_ratio", "only_da", "only_dt")},
 }
 
 
 def test_paper_config_has_every_row_of_tables_1_to_4():
     rows = build_registry(PAPER)
     assert {name: row.tables for name, row in rows.items() if row.tables} == TABLES
+    paper = registry.paper_figures()
+    for number in registry.TABLES:  # every label of the paper's table has its row, in the paper's order
+        assert [label for label, _ in table_layout(rows, number)] == list(paper.loc[paper.table == number, "model"])
+        assert all(model is not None for _, model in table_layout(rows, number))
+    teachers = {name: row.teacher for name, row in rows.items() if row.teacher}
+    assert teachers == {"BERT_GD": "BERT", "oiBioBERT_GD": "oiBioBERT", "oiSciBERT_GD": "oiSciBERT",
+                        "exBERT_GD": "exBERT", "BioBERT_GD": "BioBERT", "SciBERT_GD": "SciBERT",
+                        **{f"EDAD_{s}": f"EDAD_{s}_teacher" for s in PAPER["train"]["edad"]["schedules"]}}
     teachers = {"BERT", "oiBioBERT", "oiSciBERT", "exBERT", "BioBERT", "SciBERT"}
     assert {name for name, row in rows.items() if row.role == "teacher"} == teachers | {
         f"EDAD_{s}_teacher" for s in PAPER["train"]["edad"]["schedules"]}
     assert all(row.role == "student" for name, row in rows.items() if name.endswith("_GD") or name in TABLES
                and name.startswith("EDAD_"))
+
+
+def test_table_layout_follows_the_config_in_the_papers_order():
+    config = copy.deepcopy(PAPER)
+    config["train"]["adapt"]["methods"] = ["exbert"]
+    config["train"]["distill"]["teachers"] = ["exbert"]
+    config["train"]["edad"]["schedules"] = ["cosine", "linear"]
+    config["report"]["edad_schedule"] = "cosine"  # Tables 2-3's "EDAD" is the configured schedule's student
+    rows = build_registry(config)
+    assert table_layout(rows, 1) == [("BERT", "BERT"), ("oiBioBERT", None), ("oiSciBERT", None), ("exBERT", "exBERT"),
+                                     ("BERT_GD", None), ("oiBioBERT_GD", None), ("oiSciBERT_GD", None),
+                                     ("exBERT_GD", "exBERT_GD")]
+    assert table_layout(rows, 2) == [("exBERT_GD", "exBERT_GD"), ("EDAD", "EDAD_cosine")]
+    assert [m for _, m in table_layout(rows, 4)] == [None, None, None, "EDAD_linear", None, "EDAD_cosine", None]
+    # a row of ours that the paper's table does not have comes after the paper's rows
+    rows["EDAD_cosine_teacher"] = dataclasses.replace(rows["EDAD_cosine_teacher"], tables={4: "cosine teacher"})
+    assert table_layout(rows, 4)[-1] == ("cosine teacher", "EDAD_cosine_teacher")
+
+
+def test_timing_repeats_only_for_runs_whose_hours_a_table_reports():
+    # Table 4 has no time column: the other schedules' runs are timed once (their run), EDAD_linear's repeated
+    assert timed_runs(build_registry(PAPER)) == [
+        "adapt_biobert", "adapt_scibert", "adapt_exbert", "gd_bert", "gd_biobert", "gd_scibert", "gd_exbert",
+        "gd_pub_biobert", "gd_pub_scibert", "edad_linear"]
 
 
 def test_time_cost_runs_and_published_hours():

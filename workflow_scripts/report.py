@@ -13,14 +13,19 @@ from edad_core.log import setup_logging
 
 p = argparse.ArgumentParser(description=__doc__)
 sub = p.add_subparsers(dest="command", required=True)
-t = sub.add_parser("tables", help="aggregate fine-tuning results and timing; write Tables 1-4 and the summary")
+t = sub.add_parser("tables", help="aggregate fine-tuning results and timing; write Tables 1-4, the claims and the "
+                   "summary")
 t.add_argument("--results", nargs="+", required=True, help="result.json / skipped.json files of the finetune rule")
 t.add_argument("--summaries", required=True, type=json.loads, help="JSON {run: [train_summary.json of repeat 0, ...]}")
 t.add_argument("--models", required=True, type=lambda s: dict(json.loads(s)),
-               help="JSON [[model, {role, train_runs, published_hours, tables}], ...] (in the rows' order)")
+               help="JSON [[model, {role, train_runs, published_hours, skipped, finetuned, folder, teacher_folder}], "
+                    "...] (in the rows' order)")
+t.add_argument("--layouts", required=True, type=json.loads,
+               help="JSON {table number: [[row label, model or null], ...]} (edad_core.registry.table_layout)")
 t.add_argument("--datasets", required=True, type=json.loads, help="JSON list of NER dataset names")
 t.add_argument("--out-dir", required=True, help="table{1..4}.csv/.md go here")
 t.add_argument("--summary", required=True, help="the aggregated numbers, one row per model (CSV)")
+t.add_argument("--claims", required=True, help="output stem of the claims' comparisons and verdicts: .csv and .md")
 f = sub.add_parser("table5", help="size, inference throughput and average F1 of every model")
 f.add_argument("--folders", required=True, type=lambda s: dict(json.loads(s)),
                help="JSON [[model, model folder or spec], ...] (in the rows' order)")
@@ -41,10 +46,14 @@ setup_logging()
 
 if args.command == "tables":
     runs, skipped = report.load_runs(args.results)
-    summary = report.aggregate(runs, args.models, report.run_seconds(args.summaries), args.datasets)
-    for number in (1, 2, 3, 4):
-        table = report.paper_table(number, summary, args.models, skipped, args.datasets)
-        report.write_table(table, Path(args.out_dir) / f"table{number}")
+    seconds = report.run_seconds(args.summaries)
+    summary = report.aggregate(runs, args.models, seconds, args.datasets, params=report.paper_params(args.models),
+                               devices=report.run_devices(args.summaries))
+    for number, layout in args.layouts.items():
+        table = report.paper_table(int(number), summary, layout, args.models, skipped, args.datasets)
+        report.write_table(table, Path(args.out_dir) / f"table{number}", report.table_caption(int(number), summary,
+                                                                                              layout))
+    report.write_claims(*report.claims(runs, seconds, args.models, args.layouts, args.datasets), args.claims)
     report.write_summary(summary, args.summary)
 elif args.command == "table5":
     summary = pd.read_csv(args.summary, index_col="model")
