@@ -448,17 +448,17 @@ def claims(runs: pd.DataFrame, seconds: dict[str, list[float]], models: dict, la
     table.insert(table.columns.get_loc("low") + 1, "high", table.estimate + table.ci)
     verdicts = []
     for key, (text, null, side) in CLAIMS.items():
-        found = tested[key]
+        found = [r for r in tested[key] if r["n"]]  # a row made but not fine-tuned (or timed) has nothing to pair
         verdict = judge([(r["n"], r["estimate"], r["ci"]) for r in found], null, side)
-        figures = "; ".join(_claim_figure(r) for r in found) or "the rows it compares were not made here"
+        figures = "; ".join(_claim_figure(r) for r in found) or "no paired results of the rows it compares here"
         verdicts.append(f"**{key}** {text}: **{verdict}** ({figures})")
     return table, verdicts
 
 
 def _claim_figure(row: dict) -> str:
-    digits = 3 if row["quantity"] == "time ratio" else 2
+    digits, sign = (3, "") if row["quantity"] == "time ratio" else (2, "+")
     return (f"{row['comparison']}, {row['quantity']}: {fmt(row['estimate'], row['ci'], digits)}, n={row['n']}; "
-            f"paper {row['paper']:.{digits}f}")
+            f"paper {row['paper']:{sign}.{digits}f}")
 
 
 def write_claims(table: pd.DataFrame, verdicts: list[str], stem) -> None:
