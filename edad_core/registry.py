@@ -72,7 +72,8 @@ def build_registry(config: dict) -> dict[str, ModelRow]:
             name = f"{ADAPTED[teacher]}_GD"
             runs = (f"adapt_{teacher}", f"gd_{teacher}")
             tables = {1: name, 2: name} if teacher == "exbert" else {1: name}
-            rows.append(ModelRow(name, "student", f"train/gd_{teacher}/student", runs, tables, teacher=ADAPTED[teacher]))
+            rows.append(ModelRow(name, "student", f"train/gd_{teacher}/student", runs, tables,
+                                 teacher=ADAPTED[teacher]))
     for name, spec in models.get("published", {}).items():
         rows.append(ModelRow(name, "teacher", spec["hub"], (), {3: name}, spec["adaptation_hours"], spec["hub"]))
         gd = PUBLISHED[name]

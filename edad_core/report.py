@@ -423,10 +423,11 @@ def claims(runs: pd.DataFrame, seconds: dict[str, list[float]], models: dict, la
         for metric, title in METRIC_TITLES.items():
             for dataset, (n, mean, ci) in paired_differences(runs, a, b, datasets, metric).items():
                 column = "average" if dataset == "average" else paper_dataset(dataset)
+                in_paper = (table, label_a) in paper.index and (table, label_b) in paper.index
                 rows.append({"claim": claim, "comparison": f"{label_a} - {label_b}",
                              "quantity": f"{title} difference (points)", "dataset": column, "n": n, "estimate": mean,
                              "ci": ci, "paper": paper.loc[(table, label_a), column] - paper.loc[(table, label_b), column]
-                             if (table, label_a) in paper.index and (table, label_b) in paper.index else math.nan})
+                             if in_paper else math.nan})
                 if metric == PAPER_METRIC and dataset == "average":
                     tested[claim].append(rows[-1])
 

@@ -1,6 +1,6 @@
 # Input functions and the model list of the report rules (rules/report.smk). Needs from rules/common.smk: RESULTS,
-# MIRROR, REGISTRY, training_targets, timed_training_runs, finetune_models, skip_reason. Which row goes in which
-# table under which label is the registry's (edad_core/registry.py); these functions only pass it on.
+# MIRROR, REGISTRY, checkpoint_source, training_runs, timing_repeat_summaries, finetune_models, skip_reason. Which
+# row goes in which table under which label is the registry's (edad_core/registry.py); these functions pass it on.
 from edad_core.registry import TABLES, table_layout
 
 PLOTS = f"{RESULTS}/plots"

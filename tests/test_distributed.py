@@ -34,3 +34,21 @@ def test_a_cpu_process_reuses_freed_memory_instead_of_faulting_it_in_again():
     assert _faults("engine", EDAD_SYSTEM_MALLOC="1") > 8 * block  # the opt-out
     # the heap keeps the block: it is faulted in when the heap grows to hold it (measured: once or twice), then reused
     assert _faults("engine") < 4 * block
+
+
+def test_the_hardware_a_run_records():
+    """train_summary.json's device and device_count: on the CPU the processor's model name (from /proc/cpuinfo) and
+    one per host; on GPUs the device's name and one per rank."""
+    import torch
+
+    from edad_core.distributed import DistInfo
+
+    cpu = DistInfo(rank=0, world_size=4, local_rank=0, local_world_size=2, device=torch.device("cpu"))
+    hardware = cpu.hardware()
+    assert hardware["device_count"] == 2 and hardware["device"].startswith("CPU (")
+    if os.path.exists("/proc/cpuinfo"):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        assert not names or hardware["device"] == f"CPU ({names[0]})"
+    if torch.cuda.is_available():
+        gpu = DistInfo(0, 4, 0, 4, torch.device("cuda", 0)).hardware()
+        assert gpu == {"device": torch.cuda.get_device_name(0), "device_count": 4}

@@ -100,8 +100,8 @@ def paper_size_configs():
     teacher, student = PAPER["models"]["teacher"], PAPER["models"]["student"]
     extension = {k: teacher[k] for k in EXTENSION_KEYS}
     ext_vocab = PAPER["vocab"]["total_size"] - 30522
-    teachers = {"BERT": ExBertConfig(), "oiBioBERT": ExBertConfig(), "oiSciBERT": ExBertConfig(vocab_size=DOMAIN_ONLY_VOCAB),
-                "exBERT": ExBertConfig(ext_vocab_size=ext_vocab, **extension),
+    teachers = {"BERT": ExBertConfig(), "oiBioBERT": ExBertConfig(),
+                "oiSciBERT": ExBertConfig(vocab_size=DOMAIN_ONLY_VOCAB), "exBERT": ExBertConfig(ext_vocab_size=ext_vocab, **extension),
                 "BioBERT": ExBertConfig(vocab_size=28996), "SciBERT": ExBertConfig(vocab_size=31090)}
     configs = {name: (config, None) for name, config in teachers.items()}
     with torch.device("meta"):  # the students as the distillation stage builds them
@@ -144,7 +144,8 @@ def test_paper_params_read_the_folders_configs(tmp_path, minilm):
     counts = report.paper_params(models)
     assert counts == {"T": report.count_paper_params(teacher),
                       "S": report.count_paper_params(student) + 13 * 24,
-                      "MiniLM": report.count_paper_params(ExBertConfig.from_bert_config(BertConfig.from_pretrained(minilm)))}
+                      "MiniLM": report.count_paper_params(ExBertConfig.from_bert_config(
+                          BertConfig.from_pretrained(minilm)))}
 
 
 def result_json(path, model, dataset, seed, f1, token_f1, role="student", params=22_000_000):
@@ -192,7 +193,8 @@ def test_time_cost_of_a_student_is_adaptation_plus_distillation(tmp_path):
     hours = [1.5, 1.6, 1.5]  # repeat k: adapt k + gd k
     assert n == 3 and mean == pytest.approx(np.mean(hours))
     assert ci == pytest.approx(stats.t.ppf(0.975, 2) * np.std(hours, ddof=1) / math.sqrt(3))
-    assert report.time_cost(MODELS["exBERT"], seconds, True)[:2] == pytest.approx((1.0, report.mean_ci([1, 1.1, 0.9])[1]))
+    assert report.time_cost(MODELS["exBERT"], seconds, True)[:2] == pytest.approx(
+        (1.0, report.mean_ci([1, 1.1, 0.9])[1]))
     # a published adaptation cost is added; one repeat: no interval
     mean, ci, n = report.time_cost(MODELS["BioBERT_GD"], {"gd_pub_biobert": [360.0]}, True)
     assert (mean, n) == (pytest.approx(1104.1), 1) and math.isnan(ci)
@@ -203,7 +205,8 @@ def test_time_cost_of_a_student_is_adaptation_plus_distillation(tmp_path):
     assert math.isnan(report.time_cost({**MODELS["BioBERT_GD"], "skipped": "offline"}, {}, True)[0])  # never ran
     assert math.isnan(report.time_cost(MODELS["BERT"], {}, True)[0])
     devices = report.run_devices({**summaries, "old": [summary_json(tmp_path / "c0.json", 1.0, "CPU (AMD EPYC)", 1)]})
-    assert devices["adapt_exbert"] == "4 x NVIDIA GeForce RTX 3090, fp32" and devices["old"] == "1 x CPU (AMD EPYC), fp32"
+    assert devices["adapt_exbert"] == "4 x NVIDIA GeForce RTX 3090, fp32"
+    assert devices["old"] == "1 x CPU (AMD EPYC), fp32"
     (tmp_path / "old.json").write_text(json.dumps({"train_seconds": 1.0}))  # written before devices were recorded
     assert report.run_devices({"x": [tmp_path / "old.json"]}) == {"x": "device not recorded, precision not recorded"}
     (tmp_path / "bad.json").write_text("{}")
@@ -234,7 +237,8 @@ def test_tables_from_fixture_runs(fixture_results):
     assert ex["BC5CDR entity F1"] == report.fmt(80.4, report.mean_ci([80.2, 80.4, 80.6])[1])
     assert ex["BC5CDR paper"] == "86.13 ± 0.16" and ex["Average paper"] == "89.79 ± 0.15"
     assert ex["Time cost (h)"] == report.fmt(1.0, report.mean_ci([1, 1.1, 0.9])[1], 1)
-    assert ex["Time cost (h), paper"] == "14.1 ± 0.2" and (ex["Params (M)"], ex["Params (M), paper"]) == ("151.9", "152")
+    assert ex["Time cost (h), paper"] == "14.1 ± 0.2"
+    assert (ex["Params (M)"], ex["Params (M), paper"]) == ("151.9", "152")
     notes = t1.set_index("Model").note
     assert notes["oiBioBERT"] == "not in the model registry" and notes["BERT"] == "no results"
     assert notes["exBERT"] == "3 seeds"
@@ -255,7 +259,8 @@ def test_tables_from_fixture_runs(fixture_results):
     registry_skip = {**MODELS, "BioBERT_GD": {**MODELS["BioBERT_GD"], "skipped": "needs dmis-lab/biobert-v1.1"}}
     t3 = report.paper_table(3, report.aggregate(runs, registry_skip, seconds, DATASETS), LAYOUTS[3], registry_skip,
                             skipped, DATASETS).set_index("Model")
-    assert t3.note["BioBERT_GD"] == "skipped: needs dmis-lab/biobert-v1.1" and t3.loc["BioBERT_GD", "Time cost (h)"] == ""
+    assert t3.note["BioBERT_GD"] == "skipped: needs dmis-lab/biobert-v1.1"
+    assert t3.loc["BioBERT_GD", "Time cost (h)"] == ""
     t4 = report.paper_table(4, summary, LAYOUTS[4], MODELS, skipped, DATASETS).set_index("Model")
     assert list(t4.index) == ["only_da", "only_dt", "same_ratio", "linear", "linear_reverse", "cosine",
                               "cosine_reverse"]
@@ -360,7 +365,8 @@ def test_paired_differences_and_time_ratio_match_scipy():
         a, b = np.array(pairs).T
         low, high = stats.ttest_rel(a, b).confidence_interval(0.95)  # scipy's paired t interval
         n, mean, ci = got[dataset]
-        assert n == len(a) and mean == pytest.approx(np.mean(a - b)) and (mean - ci, mean + ci) == pytest.approx((low, high))
+        assert n == len(a) and mean == pytest.approx(np.mean(a - b))
+        assert (mean - ci, mean + ci) == pytest.approx((low, high))
     # the average pairs the seeds every dataset has (1, 2, 4): each seed's mean difference over the datasets
     per_seed = [np.mean([edad[d][k] - gd[d][k] for d in DATASETS]) for k in (0, 1, 3)]
     low, high = stats.ttest_1samp(per_seed, 0).confidence_interval(0.95)
@@ -508,7 +514,8 @@ def test_plots_are_written_with_bars_inside_the_metrics_range(tmp_path, fixture_
     summary.loc["EDAD_linear", ["average:entity_f1", "average:entity_f1_ci"]] = [98.0, 5.0]
     drawn = []
     original = Axes.errorbar
-    monkeypatch.setattr(Axes, "errorbar", lambda ax, x, y, **kw: drawn.append((list(y), kw)) or original(ax, x, y, **kw))
+    monkeypatch.setattr(Axes, "errorbar",
+                        lambda ax, x, y, **kw: drawn.append((list(y), kw)) or original(ax, x, y, **kw))
     plots.f1_vs_time(summary, tmp_path / "f1.png")
     for y, kw in drawn:
         low, high = kw["yerr"]
