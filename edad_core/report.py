@@ -371,8 +371,10 @@ def time_ratio(seconds: dict[str, list[float]], runs_a: list[str], runs_b: list[
     """Time of runs `runs_a` over that of `runs_b`, paired by timing repeat (repeat k of each run added up): (n,
     mean ratio, 95% half-width) over the repeats every run has."""
     n = min(len(seconds.get(r, [])) for r in [*runs_a, *runs_b])
-    ratios = [sum(seconds[r][k] for r in runs_a) / sum(seconds[r][k] for r in runs_b) for k in range(n)]
-    return (n, *mean_ci(ratios))
+    below = [sum(seconds[r][k] for r in runs_b) for k in range(n)]
+    if not all(below):
+        raise ValueError(f"the runs {runs_b} took 0 seconds in a timing repeat: no time ratio against them")
+    return (n, *mean_ci([sum(seconds[r][k] for r in runs_a) / b for k, b in enumerate(below)]))
 
 
 def judge(estimates: list[tuple[int, float, float]], null: float, side: str) -> str:

@@ -379,6 +379,8 @@ def test_paired_differences_and_time_ratio_match_scipy():
     low, high = stats.t.interval(0.95, 2, loc=np.mean(ratios), scale=stats.sem(ratios))
     n, mean, ci = report.time_ratio(seconds, ["edad_linear"], ["adapt_exbert", "gd_exbert"])
     assert n == 3 and (mean - ci, mean + ci) == pytest.approx((low, high))
+    with pytest.raises(ValueError, match=r"\['gd_exbert'\] took 0 seconds"):
+        report.time_ratio({**seconds, "gd_exbert": [0.0]}, ["edad_linear"], ["gd_exbert"])
 
 
 def test_a_claim_is_judged_on_its_interval():
