@@ -3,7 +3,8 @@
 Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or plainly as one process):
 
     cfg = TrainConfig(output_dir=..., work_dir=..., lr={"teacher": 1e-4, "student": 1e-4}, epochs=3)
-    with Engine(cfg, {"teacher": t, "student": s}, ["teacher", "student"], dataset, collate_fn, step_fn) as engine:
+    with Engine(cfg, {"teacher": t, "student": s}, ["teacher", "student"], dataset, collate_fn, step_fn,
+                fingerprint={"run": description, "source": weights_sha256(base), ...}) as engine:
         summary = engine.train()
         if engine.is_main:
             engine.unwrap("student").save_pretrained(out)
@@ -24,29 +25,32 @@ Usage (inside a script launched by `torchrun --standalone --nproc-per-node N` or
   Keys must be the same at every step. The step_fn runs under autocast.
 - `ctx` (`StepContext`): `step` (0-based optimizer step), `epoch`, `micro_step`, `total_steps`, `generator` (on
   the device, seeded per rank from cfg.seed, checkpointed), `device`, `rank`, `world_size`.
-Batching, checkpoints, optimisation and logs are described where they are done: `epoch_batches` /
-`MicroBatches`, `Engine.save_checkpoint` / `Engine.resume`, `Engine.optimizer_step`, `Engine.write_log` and
-`Engine.train`. Only rank 0 writes files.
+- `fingerprint`: what the result depends on that the engine cannot see (JSON values): the run description,
+  the sha256 of the source weights and of the tokenizer files (edad_core.checkpointing.weights_sha256 /
+  tokenizer_sha256), the dataset's labels and file hashes. The engine adds the TrainConfig fields that change the
+  result (all but RESULT_NEUTRAL_KEYS; precision as resolved) and the dataset size, and claims work_dir with it
+  (work_dir/run.json): checkpoints of any other fingerprint are removed, naming the changed keys, and nothing is
+  resumed across a change (edad_core.checkpointing has the rules, the file layout and the deletion policy).
+Only rank 0 writes files. On CPU a resumed run is bit-identical to an uninterrupted one; another world size
+resumes with fresh random streams. Batching: `epoch_batches` / `MicroBatches`; logs: `MetricsLog`; optimisation:
+`Engine.optimizer_step`.
 """
 
 import contextlib
 import json
 import logging
 import math
-import os
 import random
-import re
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import clip_grad_norm_
@@ -54,19 +58,19 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
-from edad_core.distributed import (
-    barrier,
-    destroy_distributed,
-    init_distributed,
-    synchronize,
+from edad_core.checkpointing import (
+    LoopState,
+    claim_work_dir,
+    load_newest,
+    load_trained_tensors,
+    prune,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trained_tensors,
 )
-from edad_core.files import (
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    fsync_dir,
-    fsync_tree,
-)
+from edad_core.distributed import barrier, destroy_distributed, init_distributed, synchronize
+from edad_core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edad_core.optim import BertAdam, clip_grad_norm_per_tensor_
 
 log = logging.getLogger(__name__)
@@ -82,12 +86,11 @@ FROZEN_MODES = ("eval", "train")
 # train_summary.json
 CHOICE_KEYS = ("optimizer", "adam_eps", "weight_decay", "max_grad_norm", "clip_mode", "frozen_mode",
                "group_by_length", "pad_to_max_length")
+# TrainConfig fields that do not change what a run computes: left out of its fingerprint, checkpoints stay valid
+RESULT_NEUTRAL_KEYS = ("output_dir", "work_dir", "log_every", "checkpoint_every", "num_workers",
+                       "keep_final_checkpoint")
 MEGABATCH = 50  # global batches per length-sorted chunk (group_by_length)
-KEEP_CHECKPOINTS = 2
 NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.modules.batchnorm._NormBase)
-# Settings a checkpoint depends on (which examples form each global batch; the optimizer's state): a checkpoint is
-# only valid if they did not change.
-DATA_KEYS = ("batch_size", "seed", "group_by_length", "optimizer")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -235,35 +238,6 @@ class MicroBatches:
                 yield batch[k * b : (k + 1) * b].tolist()
 
 
-def rng_state(generator: torch.Generator, device: torch.device) -> dict:
-    np_state = np.random.get_state(legacy=False)
-    state = {
-        "python": random.getstate(),
-        "numpy": {
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": np_state["state"]["pos"],
-            "has_gauss": np_state["has_gauss"],
-            "gauss": np_state["gauss"],
-        },
-        "torch": torch.get_rng_state(),
-        "generator": generator.get_state(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, generator: torch.Generator, device: torch.device) -> None:
-    random.setstate(state["python"])
-    npst = state["numpy"]
-    keys = npst["key"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, npst["pos"], npst["has_gauss"], npst["gauss"]))
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def count_tokens(batch: dict, device: torch.device) -> torch.Tensor:
     if "attention_mask" in batch:
         return batch["attention_mask"].sum().double()
@@ -277,80 +251,166 @@ def as_scalar(value, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(value, dtype=torch.float64, device=device).reshape(())
 
 
-def trained_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters a run changes (requires_grad; tied ones once). Frozen weights are rebuilt from their source
-    on resume, so a checkpoint of an exBERT teacher holds its extension, not BERT's 110M frozen weights."""
-    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+@dataclass
+class StepTotals:
+    """One optimizer step's losses and metrics (means over its micro-steps and the ranks) and its token count
+    (attention_mask sum, else input_ids elements, over the global batch)."""
+
+    losses: dict[str, float]
+    metrics: dict[str, float]
+    tokens: float
+
+    def logged(self) -> dict[str, float]:
+        return {**{f"loss/{k}": v for k, v in self.losses.items()}, **self.metrics}
 
 
-def load_trained_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy a checkpoint's tensors (read from `path`) into the model's trainable parameters."""
-    expected = trained_tensors(model)
-    if tensors.keys() != expected.keys():
-        missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
-        raise ValueError(f"{path}: does not match the model's trainable parameters (missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}): the checkpoint belongs to another model")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name in tensors:
-                param.copy_(tensors[name])
+class Stopwatch:
+    """Training time over resumed segments, kept in the LoopState: wall time (read after a device sync) and this
+    process's CPU time (all its threads: on a shared machine it varies less with the other jobs' load). It is
+    stopped while a checkpoint is written."""
+
+    def __init__(self, state: LoopState):
+        self.state = state
+        self.start()
+
+    def start(self) -> None:
+        self.wall_start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def seconds(self) -> tuple[float, float]:
+        return (self.state.train_seconds + time.perf_counter() - self.wall_start,
+                self.state.train_cpu_seconds + time.process_time() - self.cpu_start)
+
+    def stop(self) -> None:
+        self.state.train_seconds, self.state.train_cpu_seconds = self.seconds()
 
 
-def checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (renamed from their temp dir), oldest first."""
-    found = [(int(m[1]), p) for p in work_dir.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
-    return sorted(found)
+class MetricsLog:
+    """work_dir/metrics.jsonl (rank 0), a line every log_every steps: step (optimizer steps done), epoch, loss and
+    loss/<name>, metrics, lr/<name>, averaged over the interval and the ranks, and tokens_per_s. It lives in
+    work_dir so that it survives a failed job (lines after the step resumed from are dropped: they are logged
+    again); train() copies it to output_dir at the end."""
+
+    def __init__(self, path: Path, resume_step: int, steps_per_epoch: int, is_main: bool):
+        self.path, self.steps_per_epoch, self.is_main = path, steps_per_epoch, is_main
+        if is_main:
+            kept = []
+            for line in path.read_text().splitlines() if path.exists() else []:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # the last line, cut by a kill while it was written
+                    break
+                if record["step"] <= resume_step:
+                    kept.append(line)
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    def write(self, state: LoopState, lrs: dict[str, float], now: float) -> None:
+        """Log the interval that ends at state.step (`now`: its train_seconds) and start the next one."""
+        if self.is_main:
+            means = {k: s / state.interval_steps for k, s in state.interval_sums.items()}
+            record = {"step": state.step, "epoch": state.step / self.steps_per_epoch,
+                      "loss": sum(v for k, v in means.items() if k.startswith("loss/")), **means,
+                      **{f"lr/{k}": v for k, v in lrs.items()},
+                      "tokens_per_s": state.interval_tokens / max(now - state.interval_start, 1e-9)}
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        state.start_interval(now)
+
+
+def learning_rates(cfg: TrainConfig, trainable: list[str], models: dict) -> dict[str, float]:
+    unknown = [n for n in trainable if n not in models]
+    if unknown or not trainable:
+        raise ValueError(f"trainable models {unknown or trainable} must be non-empty names of {list(models)}")
+    lrs = cfg.lr if isinstance(cfg.lr, dict) else dict.fromkeys(trainable, cfg.lr)
+    if missing := [n for n in trainable if n not in lrs]:
+        raise ValueError(f"train.lr has no learning rate for the trainable model(s) {missing}")
+    return {n: lrs[n] for n in trainable}
+
+
+def plan_steps(cfg: TrainConfig, n_examples: int, world_size: int) -> tuple[int, int, int]:
+    """(accumulation steps, steps per epoch, total steps); see epoch_batches and MicroBatches."""
+    per_step = cfg.per_device_batch_size * world_size
+    if cfg.batch_size % per_step:
+        raise ValueError(
+            f"train.batch_size ({cfg.batch_size}) must be a multiple of train.per_device_batch_size "
+            f"({cfg.per_device_batch_size}) x world size ({world_size}) = {per_step}, so that gradient "
+            f"accumulation keeps the effective batch exact")
+    steps_per_epoch = n_examples // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"the dataset has {n_examples} examples, fewer than train.batch_size ({cfg.batch_size})")
+    return cfg.batch_size // per_step, steps_per_epoch, cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+
+
+def run_fingerprint(cfg: TrainConfig, precision: str, n_examples: int, extra: dict) -> dict:
+    """The caller's fingerprint plus what the engine knows the result depends on: the TrainConfig fields but
+    RESULT_NEUTRAL_KEYS (precision as resolved on this device) and the dataset size."""
+    if clash := {"train", "examples"} & extra.keys():
+        raise ValueError(f"fingerprint keys {sorted(clash)} are the engine's own")
+    settings = {k: v for k, v in asdict(cfg).items() if k not in RESULT_NEUTRAL_KEYS}
+    return {**extra, "train": {**settings, "precision": precision}, "examples": n_examples}
+
+
+def place_models(models: dict[str, nn.Module], trainable: list[str], frozen_mode: str, d) -> dict[str, nn.Module]:
+    """Every model on the device; trainable ones in train mode (DDP-wrapped when world_size > 1), the others
+    frozen (requires_grad off) in eval mode, or train mode with frozen_mode "train"."""
+    placed = {}
+    for name, model in models.items():
+        model.to(d.device)
+        if name in trainable:
+            model.train()
+            if d.world_size > 1:
+                model = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+        else:
+            model.train(frozen_mode == "train").requires_grad_(False)
+        placed[name] = model
+    return placed
+
+
+def seed_all(seed: int, rank: int, step: int, generator: torch.Generator) -> None:
+    """Seed python, numpy, torch (and CUDA) and ctx.generator from (seed, rank, step): distinct streams."""
+    global_seed, generator_seed = np.random.SeedSequence([seed, rank, step]).generate_state(2)
+    random.seed(int(global_seed))
+    np.random.seed(int(global_seed))
+    torch.manual_seed(int(global_seed))
+    generator.manual_seed(int(generator_seed))
+
+
+def check_step_keys(keys: tuple[list, list] | None, losses: dict, metrics: dict, step: int) -> tuple[list, list]:
+    """The (loss names, metric names) of this step, checked against the first step's `keys`."""
+    new = (list(losses), list(metrics))
+    if keys is None:
+        reserved = {"step", "epoch", "loss", "tokens_per_s"}
+        clash = [k for k in metrics if k in reserved or k.startswith(("loss/", "lr/"))]
+        if not losses or clash:
+            raise ValueError(f"step_fn must return at least one loss and metric names other than "
+                             f"{sorted(reserved)}, loss/*, lr/* (got losses {new[0]}, metrics {new[1]})")
+    elif new != keys:
+        raise ValueError(f"step_fn returned losses {new[0]} and metrics {new[1]} at step {step}, but "
+                         f"{keys[0]} and {keys[1]} before: the keys must stay the same")
+    return new
 
 
 class Engine:
     def __init__(self, cfg: TrainConfig, models: dict[str, nn.Module], trainable: list[str], dataset,
-                 collate_fn: Callable, step_fn: Callable, *, lengths=None):
+                 collate_fn: Callable, step_fn: Callable, *, lengths=None, fingerprint: dict | None = None):
         self.cfg, self.dataset, self.collate_fn, self.step_fn = cfg, dataset, collate_fn, step_fn
         self.dist = d = init_distributed()
         self.is_main = d.is_main
-        unknown = [n for n in trainable if n not in models]
-        if unknown or not trainable:
-            raise ValueError(f"trainable models {unknown or trainable} must be non-empty names of {list(models)}")
-        lrs = cfg.lr if isinstance(cfg.lr, dict) else dict.fromkeys(trainable, cfg.lr)
-        if missing := [n for n in trainable if n not in lrs]:
-            raise ValueError(f"train.lr has no learning rate for the trainable model(s) {missing}")
-        per_step = cfg.per_device_batch_size * d.world_size
-        if cfg.batch_size % per_step:
-            raise ValueError(
-                f"train.batch_size ({cfg.batch_size}) must be a multiple of train.per_device_batch_size "
-                f"({cfg.per_device_batch_size}) x world size ({d.world_size}) = {per_step}, so that gradient "
-                f"accumulation keeps the effective batch exact")
-        self.accum = cfg.batch_size // per_step
         self.n_examples = len(dataset)
-        self.steps_per_epoch = self.n_examples // cfg.batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"the dataset has {self.n_examples} examples, fewer than train.batch_size ({cfg.batch_size})")
-        self.total_steps = cfg.max_steps or max(1, round(cfg.epochs * self.steps_per_epoch))
+        self.accum, self.steps_per_epoch, self.total_steps = plan_steps(cfg, self.n_examples, d.world_size)
         if cfg.group_by_length and (lengths is None or len(lengths) != self.n_examples):
             raise ValueError(f"train.group_by_length needs `lengths` with one entry per example ({self.n_examples})")
         self.lengths = np.asarray(lengths) if cfg.group_by_length else None
         self.precision = resolve_precision(cfg.precision, d.device)
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-
+        self.fingerprint = run_fingerprint(cfg, self.precision, self.n_examples, fingerprint or {})
         self.trainable = list(trainable)
-        self.models = {}
-        for name, model in models.items():
-            model.to(d.device)
-            if name in trainable:
-                model.train()
-                if d.world_size > 1:
-                    device_ids = [d.device.index] if d.device.type == "cuda" else None
-                    model = DistributedDataParallel(model, device_ids=device_ids)
-            else:
-                model.train(cfg.frozen_mode == "train").requires_grad_(False)
-            self.models[name] = model
+        self.models = place_models(models, self.trainable, cfg.frozen_mode, d)
         self.optimizers, self.schedulers, self.opt_params = {}, {}, {}
-        for name in trainable:
+        for name, lr in learning_rates(cfg, self.trainable, models).items():
             groups = param_groups(self.unwrap(name), cfg.weight_decay)
             if not groups:
                 raise ValueError(f"trainable model {name!r} has no parameters with requires_grad")
-            self.optimizers[name] = opt = make_optimizer(cfg.optimizer, groups, lrs[name], cfg.adam_eps)
+            self.optimizers[name] = opt = make_optimizer(cfg.optimizer, groups, lr, cfg.adam_eps)
             self.schedulers[name] = make_scheduler(opt, cfg.lr_schedule, cfg.warmup_ratio, self.total_steps)
             self.opt_params[name] = [p for g in groups for p in g["params"]]
         self.scaler = torch.amp.GradScaler(d.device.type, enabled=self.precision == "fp16")
@@ -359,7 +419,7 @@ class Engine:
             name: {"total": sum(p.numel() for p in m.parameters()),
                    "trainable": sum(p.numel() for p in m.parameters() if p.requires_grad)}
             for name, m in models.items()}
-        self.keys = None  # (loss names, metric names) of the first step
+        self.step_keys = None  # (loss names, metric names), fixed by the first step
 
     def unwrap(self, name: str) -> nn.Module:
         return unwrap(self.models[name])
@@ -376,67 +436,57 @@ class Engine:
             barrier()
         destroy_distributed()
 
-    # --- the loop -----------------------------------------------------------------------------------------
     def train(self, save_models: Callable[[], None] | None = None) -> dict:
-        """Train to total_steps (resuming), then on rank 0: `save_models()` (the final models), metrics.jsonl and
-        train_summary.json (written last: it marks a complete run), and prune the checkpoints to the final one
-        (or none, cfg.keep_final_checkpoint)."""
-        cfg, d = self.cfg, self.dist
-        work = Path(cfg.work_dir)
+        """Claim work_dir with the fingerprint, train to total_steps (resuming), checkpointing every
+        checkpoint_every steps and at the end; then on rank 0: `save_models()` (the final models), metrics.jsonl
+        and train_summary.json (written last: it marks a complete run) in output_dir, and prune the checkpoints
+        to the final one (or none, cfg.keep_final_checkpoint). train_summary.json: train_seconds (synchronised
+        loop time over resumed segments, checkpoint writing excluded), train_cpu_seconds (this process's CPU
+        time over the same segments), steps, tokens, examples, params, world_size, precision, batch sizes, and
+        `choices` (the settings of CHOICE_KEYS)."""
+        cfg, d, work = self.cfg, self.dist, Path(self.cfg.work_dir)
         if d.is_main:
-            work.mkdir(parents=True, exist_ok=True)
-            for stale in work.glob(".tmp-checkpoint-*"):
+            claim_work_dir(work, self.fingerprint)
+            for stale in work.glob(".tmp-checkpoint-*"):  # a checkpoint whose writing was cut short
                 shutil.rmtree(stale)
         barrier()
-        self.seed_all(0)
+        seed_all(cfg.seed, d.rank, 0, self.generator)
         state = self.resume(work)
-        start = state["step"]
-        if d.is_main:
-            self.truncate_log(work / "metrics.jsonl", start)
-            if start:
-                log.info("resuming from %s/checkpoint-%d (step %d of %d)", work, start, start, self.total_steps)
+        metrics_log = MetricsLog(work / "metrics.jsonl", state.step, self.steps_per_epoch, d.is_main)
         loader = DataLoader(
-            self.dataset, batch_sampler=MicroBatches(self, self.lengths, start), collate_fn=self.collate_fn,
+            self.dataset, batch_sampler=MicroBatches(self, self.lengths, state.step), collate_fn=self.collate_fn,
             num_workers=cfg.num_workers, pin_memory=d.device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed))  # own generator: leaves the global RNG untouched
         batches = iter(loader)
-        ctx = StepContext(start, 0, 0, self.total_steps, self.generator, d.device, d.rank, d.world_size)
+        ctx = StepContext(state.step, 0, 0, self.total_steps, self.generator, d.device, d.rank, d.world_size)
         synchronize(d.device)
-        self.start_segment()
-        bar = tqdm(total=self.total_steps, initial=start, disable=not d.is_main, desc="train", dynamic_ncols=True)
-        with bar:
-            for step in range(start, self.total_steps):
+        clock = Stopwatch(state)
+        with tqdm(total=self.total_steps, initial=state.step, disable=not d.is_main, desc="train",
+                  dynamic_ncols=True) as bar:
+            for step in range(state.step, self.total_steps):
                 ctx.step, ctx.epoch = step, step // self.steps_per_epoch
-                values = self.forward_backward(batches, ctx)
+                totals = self.forward_backward(batches, ctx)
                 lrs = self.optimizer_step()
-                n_losses = len(self.keys[0])
-                state["step"] = step + 1
-                state["tokens"] += values[-1]
-                interval = state["log"]
-                interval["sums"] = [s + v for s, v in zip(interval["sums"] or [0.0] * (len(values) - 1), values[:-1])]
-                interval["steps"] += 1
-                interval["tokens"] += values[-1]
-                if (step + 1) % cfg.log_every == 0 or step + 1 == self.total_steps:
-                    self.write_log(work / "metrics.jsonl", state, lrs)
-                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == self.total_steps:
-                    self.save_checkpoint(work, state)
-                bar.set_postfix(loss=f"{sum(values[:n_losses]):.4f}", refresh=False)
+                state.add_step(totals.logged(), totals.tokens)
+                last = state.step == self.total_steps
+                if state.step % cfg.log_every == 0 or last:
+                    metrics_log.write(state, lrs, clock.seconds()[0])
+                if state.step % cfg.checkpoint_every == 0 or last:
+                    synchronize(d.device)
+                    clock.stop()  # the clocks stop while the checkpoint is written
+                    self.write_checkpoint(work, state)
+                    clock.start()
+                bar.set_postfix(loss=f"{sum(totals.losses.values()):.4f}", refresh=False)
                 bar.update()
         synchronize(d.device)
+        wall, cpu = clock.seconds()
         summary = {
-            "train_seconds": self.train_seconds(state),
-            "train_cpu_seconds": self.train_cpu_seconds(state),
-            "steps": state["step"],
-            "epochs": state["step"] / self.steps_per_epoch,
-            "examples": state["step"] * cfg.batch_size,
-            "tokens": int(state["tokens"]),
-            "world_size": d.world_size,
+            "train_seconds": wall, "train_cpu_seconds": cpu, "steps": state.step,
+            "epochs": state.step / self.steps_per_epoch, "examples": state.step * cfg.batch_size,
+            "tokens": int(state.tokens), "world_size": d.world_size,
             **d.hardware(),  # device, device_count: the tables' captions name them
-            "precision": self.precision,
-            "batch_size": cfg.batch_size,
-            "per_device_batch_size": cfg.per_device_batch_size,
-            "grad_accum_steps": self.accum,
-            "params": self.params,
+            "precision": self.precision, "batch_size": cfg.batch_size,
+            "per_device_batch_size": cfg.per_device_batch_size, "grad_accum_steps": self.accum, "params": self.params,
             "choices": {k: getattr(cfg, k) for k in CHOICE_KEYS},
         }
         if d.is_main:
@@ -446,13 +496,12 @@ class Engine:
                 save_models()
             atomic_write_bytes(out / "metrics.jsonl", (work / "metrics.jsonl").read_bytes())
             atomic_write_json(out / "train_summary.json", summary)
-            for _, old in checkpoints(work)[:-1 if cfg.keep_final_checkpoint else None]:
-                shutil.rmtree(old)
+            prune(work, 1 if cfg.keep_final_checkpoint else 0)
         barrier()
         return summary
 
-    def forward_backward(self, batches, ctx: StepContext) -> list[float]:
-        """All micro-steps of one optimizer step; returns [losses..., metrics..., tokens] over the global batch."""
+    def forward_backward(self, batches, ctx: StepContext) -> StepTotals:
+        """All micro-steps of one optimizer step; each micro-batch loss is scaled by 1 / accumulation."""
         device, ddp = self.dist.device, [m for m in self.models.values() if isinstance(m, DistributedDataParallel)]
         total = None
         for micro in range(self.accum):
@@ -465,7 +514,7 @@ class Engine:
                         stack.enter_context(model.no_sync())
                 with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                     losses, metrics = self.step_fn(self.models, batch, ctx)
-                self.check_keys(losses, metrics, ctx.step)
+                self.step_keys = check_step_keys(self.step_keys, losses, metrics, ctx.step)
                 self.scaler.scale(sum(losses.values()) / self.accum).backward()
             row = torch.stack([*(as_scalar(v, device) / self.accum for v in losses.values()),
                                *(as_scalar(v, device) / self.accum for v in metrics.values()),
@@ -474,27 +523,13 @@ class Engine:
         if dist.is_initialized():  # also makes a NaN on any rank visible to all
             dist.all_reduce(total)
             total[:-1] /= self.dist.world_size
-        values = total.tolist()
-        n_losses = len(self.keys[0])
-        if not all(math.isfinite(v) for v in values[:n_losses]):
-            bad = {k: v for k, v in zip(self.keys[0], values) if not math.isfinite(v)}
+        values, (loss_keys, metric_keys) = total.tolist(), self.step_keys
+        totals = StepTotals(dict(zip(loss_keys, values)), dict(zip(metric_keys, values[len(loss_keys):])), values[-1])
+        if bad := {k: v for k, v in totals.losses.items() if not math.isfinite(v)}:
             raise NonFiniteLossError(
                 f"non-finite loss at step {ctx.step} (0-based optimizer step): {bad}; no checkpoint was written "
                 f"for it, the newest one in {self.cfg.work_dir} is the last good state")
-        return values
-
-    def check_keys(self, losses: dict, metrics: dict, step: int) -> None:
-        keys = (list(losses), list(metrics))
-        if self.keys is None:
-            reserved = {"step", "epoch", "loss", "tokens_per_s"}
-            clash = [k for k in metrics if k in reserved or k.startswith(("loss/", "lr/"))]
-            if not losses or clash:
-                raise ValueError(f"step_fn must return at least one loss and metric names other than "
-                                 f"{sorted(reserved)}, loss/*, lr/* (got losses {keys[0]}, metrics {keys[1]})")
-            self.keys = keys
-        elif keys != self.keys:
-            raise ValueError(f"step_fn returned losses {keys[0]} and metrics {keys[1]} at step {step}, but "
-                             f"{self.keys[0]} and {self.keys[1]} before: the keys must stay the same")
+        return totals
 
     def optimizer_step(self) -> dict[str, float]:
         """Clip (after GradScaler's unscale) to max_grad_norm per model (clip_mode "global") or per parameter
@@ -518,158 +553,33 @@ class Engine:
                 self.schedulers[name].step()
         return lrs
 
-    def start_segment(self) -> None:
-        self.segment_start, self.segment_cpu_start = time.perf_counter(), time.process_time()
-
-    def train_seconds(self, state: dict) -> float:
-        return state["train_seconds"] + time.perf_counter() - self.segment_start
-
-    def train_cpu_seconds(self, state: dict) -> float:
-        """This process's CPU time in the loop (all its threads): on a shared machine it varies less with the
-        other jobs' load than the wall time does."""
-        return state["train_cpu_seconds"] + time.process_time() - self.segment_cpu_start
-
-    def write_log(self, path: Path, state: dict, lrs: dict[str, float]) -> None:
-        """Every log_every steps, one line of work_dir/metrics.jsonl (rank 0): step (optimizer steps done), epoch,
-        loss and loss/<name>, metrics, lr/<name>, averaged over the interval and the ranks; tokens_per_s
-        (tokens = attention_mask sum, else input_ids elements). It lives in work_dir so that it survives a failed
-        job; train() copies it to output_dir at the end, beside train_summary.json (train_seconds = synchronised
-        training-loop time over resumed segments, checkpoint writing excluded; train_cpu_seconds = this process's
-        CPU time over the same segments; steps, tokens, examples, params, world_size, precision, batch sizes, and
-        `choices`: the settings of CHOICE_KEYS)."""
-        interval, (loss_keys, metric_keys) = state["log"], self.keys
-        now = self.train_seconds(state)
-        if self.dist.is_main:
-            means = [s / interval["steps"] for s in interval["sums"]]
-            record = {"step": state["step"], "epoch": state["step"] / self.steps_per_epoch,
-                      "loss": sum(means[: len(loss_keys)]),
-                      **{f"loss/{k}": v for k, v in zip(loss_keys, means)},
-                      **dict(zip(metric_keys, means[len(loss_keys):])),
-                      **{f"lr/{k}": v for k, v in lrs.items()},
-                      "tokens_per_s": interval["tokens"] / max(now - interval["seconds"], 1e-9)}
-            with path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        state["log"] = {"sums": None, "steps": 0, "tokens": 0.0, "seconds": now}
-
-    @staticmethod
-    def truncate_log(path: Path, step: int) -> None:
-        """Drop log lines of steps after the checkpoint we resume from (they will be logged again)."""
-        kept = []
-        for line in path.read_text().splitlines() if path.exists() else []:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # the last line, cut by a kill while it was written
-                break
-            if record["step"] <= step:
-                kept.append(line)
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-    # --- checkpoints --------------------------------------------------------------------------------------
-    def seed_all(self, step: int) -> None:
-        """Seed python, numpy, torch (and CUDA) and ctx.generator from (seed, rank, step): distinct streams."""
-        global_seed, generator_seed = np.random.SeedSequence([self.cfg.seed, self.dist.rank, step]).generate_state(2)
-        random.seed(int(global_seed))
-        np.random.seed(int(global_seed))
-        torch.manual_seed(int(global_seed))
-        self.generator.manual_seed(int(generator_seed))
-
-    def data_settings(self) -> dict:
-        return {**{k: getattr(self.cfg, k) for k in DATA_KEYS}, "n_examples": self.n_examples}
-
-    def save_checkpoint(self, work: Path, state: dict) -> None:
-        """work_dir/checkpoint-<step>/ (every checkpoint_every steps and at the end), written in a temp folder,
-        fsynced and renamed; the newest two are kept while the run is in progress (train() prunes to the final
-        one, or none, at the end). model-<name>.safetensors (trainable parameters only), trainer.pt (optimizer,
-        scheduler and GradScaler states), rng-<rank>.pt (python, numpy, torch, CUDA and ctx-generator states of
-        each rank), state.json (data position, counters, logging accumulators); all load with
-        torch.load(weights_only=True). On CPU a resumed run is bit-identical to an uninterrupted one; changing
-        batch_size, seed, group_by_length, optimizer or the dataset size in between is an error, another world
-        size resumes with fresh random streams."""
-        d = self.dist
-        synchronize(d.device)
-        # the clocks stop while the checkpoint is written
-        state["train_seconds"], state["train_cpu_seconds"] = self.train_seconds(state), self.train_cpu_seconds(state)
-        step = state["step"]
-        tmp, final = work / f".tmp-checkpoint-{step}", work / f"checkpoint-{step}"
-        tmp.mkdir(exist_ok=True)
-        torch.save(rng_state(self.generator, d.device), tmp / f"rng-{d.rank}.pt")
+    def write_checkpoint(self, work: Path, state: LoopState) -> None:
+        d, tensors, trainer = self.dist, None, None
         if d.is_main:
-            for name in self.trainable:
-                save_file(trained_tensors(self.unwrap(name)), tmp / f"model-{name}.safetensors")
-            torch.save({"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-                        "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
-                        "scaler": self.scaler.state_dict()}, tmp / "trainer.pt")
-        barrier()  # every rank's RNG file is in place
-        if d.is_main:
-            atomic_write_json(tmp / "state.json", {**state, "world_size": d.world_size, "data": self.data_settings()})
-            fsync_tree(tmp)  # every byte on disk before the checkpoint becomes visible under its final name
-            os.replace(tmp, final)
-            fsync_dir(work)
-            for _, old in checkpoints(work)[:-KEEP_CHECKPOINTS]:
-                shutil.rmtree(old)
-        barrier()
-        self.start_segment()
+            tensors = {name: trained_tensors(self.unwrap(name)) for name in self.trainable}
+            trainer = {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                       "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+                       "scaler": self.scaler.state_dict()}
+        save_checkpoint(work, state, rank=d.rank, world_size=d.world_size, rng=rng_state(self.generator, d.device),
+                        tensors=tensors, trainer=trainer)
 
-    def read_checkpoint(self, ckpt: Path) -> dict:
-        """Everything this rank needs from `ckpt`, read into memory (nothing applied yet): raises if any file is
-        missing, truncated or unreadable."""
-        device = self.dist.device
-        state = json.loads((ckpt / "state.json").read_text())
-        tensors = {name: load_file(ckpt / f"model-{name}.safetensors", device=str(device)) for name in self.trainable}
-        trainer = torch.load(ckpt / "trainer.pt", map_location=device, weights_only=True)
-        rng = None
-        if state["world_size"] == self.dist.world_size:
-            rng = torch.load(ckpt / f"rng-{self.dist.rank}.pt", map_location="cpu", weights_only=True)
-        return {"state": state, "tensors": tensors, "trainer": trainer, "rng": rng}
-
-    def resume(self, work: Path) -> dict:
-        """Load the newest checkpoint that reads completely (on every rank) into models, optimizers and RNGs;
-        returns the loop state. A damaged checkpoint (a crash can tear any file on some file systems, a disk can
-        fill) is reported by path and the previous one is tried; with none readable the run starts over."""
-        fresh = {"step": 0, "tokens": 0.0, "train_seconds": 0.0, "train_cpu_seconds": 0.0,
-                 "log": {"sums": None, "steps": 0, "tokens": 0.0, "seconds": 0.0}}
-        found = checkpoints(work)
-        for i, (_, ckpt) in reversed(list(enumerate(found))):
-            try:
-                loaded, error = self.read_checkpoint(ckpt), None
-            except Exception as err:  # any reading failure: this checkpoint is unusable, not the run
-                loaded, error = None, err
-            ok = torch.tensor(float(loaded is not None), device=self.dist.device)
-            if dist.is_initialized():
-                dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-            if ok.item():
-                if self.dist.is_main:  # the damaged newer ones: their steps are computed again and saved anew
-                    for _, damaged in found[i + 1:]:
-                        shutil.rmtree(damaged)
-                return self.apply_checkpoint(ckpt, loaded, work)
-            log.warning("%s does not load%s; trying the previous checkpoint", ckpt,
-                        f" ({type(error).__name__}: {error})" if error else " on another rank")
-        if found:
-            log.warning("no checkpoint in %s loads: starting over from step 0", work)
-            if self.dist.is_main:
-                for _, damaged in found:
-                    shutil.rmtree(damaged)
-        return fresh
-
-    def apply_checkpoint(self, ckpt: Path, loaded: dict, work: Path) -> dict:
-        state = loaded["state"]
-        state.setdefault("train_cpu_seconds", 0.0)  # a checkpoint written before this clock existed
-        for key, value in self.data_settings().items():
-            if state["data"].get(key) != value:
-                name = f"train.{key}" if key in DATA_KEYS else "the dataset size"
-                raise ValueError(f"{ckpt} was written with {name} = {state['data'].get(key)}, now {value}: restore it, "
-                                 f"or delete {work} to start over")
+    def resume(self, work: Path) -> LoopState:
+        """Load the newest checkpoint that reads (edad_core.checkpointing.load_newest) into the models,
+        optimizers, schedulers, GradScaler and RNGs and return its loop state; a fresh state without one."""
+        ckpt = load_newest(work, self.trainable, rank=self.dist.rank, world_size=self.dist.world_size,
+                           device=self.dist.device)
+        if ckpt is None:
+            return LoopState()
         for name in self.trainable:
-            load_trained_tensors(self.unwrap(name), loaded["tensors"][name], ckpt / f"model-{name}.safetensors")
-        trainer = loaded["trainer"]
-        for name in self.trainable:
-            self.optimizers[name].load_state_dict(trainer["optimizers"][name])
-            self.schedulers[name].load_state_dict(trainer["schedulers"][name])
-        self.scaler.load_state_dict(trainer["scaler"])
-        if state.pop("world_size") == self.dist.world_size:
-            set_rng_state(loaded["rng"], self.generator, self.dist.device)
+            load_trained_tensors(self.unwrap(name), ckpt.tensors[name], ckpt.path / f"model-{name}.safetensors")
+            self.optimizers[name].load_state_dict(ckpt.trainer["optimizers"][name])
+            self.schedulers[name].load_state_dict(ckpt.trainer["schedulers"][name])
+        self.scaler.load_state_dict(ckpt.trainer["scaler"])
+        if ckpt.rng is not None:
+            set_rng_state(ckpt.rng, self.generator, self.dist.device)
         else:
-            log.warning("%s was written by another number of processes: random streams start afresh", ckpt)
-            self.seed_all(state["step"])
-        del state["data"]
-        return state
+            log.warning("%s was written by another number of processes: random streams start afresh", ckpt.path)
+            seed_all(self.cfg.seed, self.dist.rank, ckpt.state.step, self.generator)
+        if self.is_main:
+            log.info("resuming from %s (step %d of %d)", ckpt.path, ckpt.state.step, self.total_steps)
+        return ckpt.state

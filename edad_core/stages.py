@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +24,13 @@ import torch
 from torch import nn
 from transformers import AutoConfig, BertConfig
 
-from edad_core.distributed import barrier
+from edad_core.checkpointing import tokenizer_sha256, weights_sha256
 from edad_core.download import resolve_model
 from edad_core.engine import Engine, TrainConfig
-from edad_core.files import atomic_write_text, sha256_file
 from edad_core.losses import TinyBertLoss, distilled_teacher_layers, edad_student_loss, mlm_nsp_loss
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
 from edad_core.pretrain_data import MlmMasker, PretrainingDataset, pad_collate
 from edad_core.schedules import SCHEDULES, alpha
-
-log = logging.getLogger(__name__)
 
 ADAPT_METHODS = ("biobert", "scibert", "exbert")
 EXTENSION_KEYS = ("ext_hidden_size", "ext_intermediate_size", "ext_num_attention_heads")
@@ -190,56 +185,21 @@ def _dataset(data_dir: str | Path, expected_vocab: int) -> PretrainingDataset:
     return dataset
 
 
-# TrainConfig fields that do not change what a run computes: checkpoints stay valid across them
-RUN_NEUTRAL_KEYS = ("log_every", "checkpoint_every", "num_workers", "keep_final_checkpoint")
-
-
-def _flatten(value, prefix: str = "") -> dict:
-    if not isinstance(value, dict):
-        return {prefix: value}
-    return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}.{key}" if prefix else key).items()}
-
-
-def claim_work_dir(work_dir: Path, fingerprint: dict) -> None:
-    """Checkpoints in work_dir resume only the run that wrote them: if anything the run computes has changed
-    (settings, model sizes, data, vocab), the changed keys are named, the old checkpoints removed and the run
-    starts over."""
-    text = json.dumps(fingerprint, sort_keys=True, indent=1)
-    record = work_dir / "run.json"
-    if record.exists() and record.read_text() != text:
-        try:
-            old = _flatten(json.loads(record.read_text()))
-        except json.JSONDecodeError:
-            old = {}
-        new = _flatten(fingerprint)
-        changes = [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
-                   for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
-        log.warning("%s: its checkpoints belong to other settings (%s); starting over", work_dir,
-                    "; ".join(changes) or "unreadable run.json")
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, text)
-
-
 def _train(run: dict, train: TrainConfig, models: dict[str, nn.Module], trainable: list[str], data_dir, step_fn,
-           tokenizer_dir, saves: dict[str, Callable[[Engine], nn.Module]], fingerprint_extra: dict | None = None
-           ) -> dict:
+           tokenizer_dir, saves: dict[str, Callable[[Engine], nn.Module]], source: str) -> dict:
     """Run the engine (resuming its own checkpoints), then save each final model with save_pretrained next to
-    its tokenizer (rank 0). The work folder's fingerprint is the run description itself (without the keys
-    that do not change what is computed) plus the data and vocab it reads."""
+    its tokenizer (rank 0). The fingerprint: the run description (its `train` part the engine adds itself), the
+    data's meta.json (settings, sizes, the corpus's sha256), the tokenizer files' and the `source` model's sha256."""
     dataset = _dataset(data_dir, models["teacher"].config.total_vocab_size)  # every model shares its vocab
     # the reference pads every batch to max_seq_length, which sets the scale of TinyBERT's terms (decision 8)
     pad_to = dataset.meta["settings"]["max_seq_length"] if train.pad_to_max_length else None
     collate = functools.partial(pad_collate, pad_to=pad_to)
-    with Engine(train, models, trainable, dataset, collate, step_fn, lengths=dataset.lengths) as engine:
-        if engine.is_main:
-            described = dict(run, train={k: v for k, v in run["train"].items() if k not in RUN_NEUTRAL_KEYS})
-            fingerprint = {"run": described, "data": dataset.meta,
-                           "vocab_sha256": sha256_file(Path(tokenizer_dir, "vocab.txt")), **(fingerprint_extra or {})}
-            claim_work_dir(Path(train.work_dir), fingerprint)
-        barrier()
-        if run.get("repeat"):  # a timing repeat: only its train_seconds count
-            saves = {}
+    fingerprint = {"run": {k: v for k, v in run.items() if k != "train"}, "data": dataset.meta,
+                   "tokenizer_sha256": tokenizer_sha256(tokenizer_dir), "source_sha256": weights_sha256(source)}
+    if run.get("repeat"):  # a timing repeat: only its train_seconds count
+        saves = {}
+    with Engine(train, models, trainable, dataset, collate, step_fn, lengths=dataset.lengths,
+                fingerprint=fingerprint) as engine:
         summary = engine.train(save_models=lambda: _save_models(engine, saves, train.output_dir, tokenizer_dir))
     return summary
 
@@ -263,7 +223,7 @@ def run_adapt(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
     teacher = build_adapt_teacher(run["method"], run["teacher"]["base"], tokenizer_dir, _extension(run["teacher"]))
     masker = MlmMasker.from_tokenizer_dir(tokenizer_dir, run["mlm_probability"])
     return _train(run, train, {"teacher": teacher}, ["teacher"], data_dir, AdaptStep(masker), tokenizer_dir,
-                  {"teacher": lambda e: e.unwrap("teacher")})
+                  {"teacher": lambda e: e.unwrap("teacher")}, resolve_model(run["teacher"]["base"]))
 
 
 def run_distill(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
@@ -272,10 +232,8 @@ def run_distill(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
     student_sizes = run["student"]
     objective = DistillationStudent(build_student(student_sizes, teacher.config, ExBertModel), teacher.config)
     layers = distilled_teacher_layers(student_sizes["num_hidden_layers"], teacher.config.num_hidden_layers)
-    weights = Path(resolve_model(run["teacher_model"]), "model.safetensors")
-    extra = {"teacher_sha256": sha256_file(weights) if weights.is_file() else None}
     return _train(run, train, {"teacher": teacher, "student": objective}, ["student"], data_dir, DistillStep(layers),
-                  tokenizer_dir, {"student": lambda e: e.unwrap("student").student}, extra)
+                  tokenizer_dir, {"student": lambda e: e.unwrap("student").student}, resolve_model(run["teacher_model"]))
 
 
 def run_edad(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
@@ -289,7 +247,8 @@ def run_edad(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
     layers = distilled_teacher_layers(student_sizes["num_hidden_layers"], teacher.config.num_hidden_layers)
     return _train(run, train, {"teacher": teacher, "student": objective}, ["teacher", "student"], data_dir,
                   EdadStep(masker, schedule, layers), tokenizer_dir,
-                  {"teacher": lambda e: e.unwrap("teacher"), "student": lambda e: e.unwrap("student").student})
+                  {"teacher": lambda e: e.unwrap("teacher"), "student": lambda e: e.unwrap("student").student},
+                  resolve_model(run["teacher"]["base"]))
 
 
 RUNNERS = {"adapt": run_adapt, "distill": run_distill, "edad": run_edad}
@@ -303,7 +262,8 @@ def run_training(run: dict, *, data_dir, tokenizer_dir, output_dir, work_dir) ->
         {"stage": "distill", "teacher_model": FOLDER_OR_HUB_ID, "student": {sizes}, "train": {...}}
         {"stage": "edad", "schedule": "linear", "teacher": {...}, "student": {...}, "mlm_probability": .., "train": {...}}
 
-    `train` holds TrainConfig's fields (without the two folders). The same dict fingerprints the work folder.
+    `train` holds TrainConfig's fields (without the two folders). The same dict fingerprints the work folder
+    (with the data, tokenizer and source model hashes: `_train`).
     `"repeat": k >= 1` marks a timing repeat: the same computation, no models saved."""
     if run.get("stage") not in RUNNERS:
         raise ValueError(f"run description: unknown stage {run.get('stage')!r}; expected one of {list(RUNNERS)}")

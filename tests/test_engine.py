@@ -1,9 +1,11 @@
 """The training engine: resume bit-identity, DDP == single process, accumulation, NaN guard, optimizer groups,
 LR schedules, batch checks, step counts and logs. Tiny models from tests/engine_ddp_worker.py."""
 
+import errno
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from edad_core.checkpointing import CheckpointUnavailable
 from edad_core.engine import (
     Engine,
     MicroBatches,
@@ -187,7 +190,7 @@ def test_non_finite_loss_stops_before_checkpointing(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"step 6 .*'net'") as err:
         run(cfg, Noisy(nan_at=6))
     assert "aux" not in str(err.value)
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["checkpoint-5", "metrics.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["checkpoint-5", "metrics.jsonl", "run.json"]
     assert not (tmp_path / "o").exists()
     with (tmp_path / "w" / "metrics.jsonl").open("a") as f:
         f.write('{"step": 6, "lo')  # a line cut by a kill
@@ -232,15 +235,88 @@ def test_bad_settings_name_their_keys(tmp_path, caplog):
         with pytest.raises(ValueError, match=rf"train\.{key} = {value!r}: must be"):
             config(tmp_path, tmp_path, **{key: value})
     run(config(tmp_path / "w", tmp_path / "o", max_steps=2))
-    with pytest.raises(ValueError, match=r"checkpoint-2 was written with train\.batch_size = 8, now 4"):
-        run(config(tmp_path / "w", tmp_path / "o", max_steps=2, batch_size=4))
-    with pytest.raises(ValueError, match=r"checkpoint-2 was written with train\.optimizer = adamw, now bert_adam"):
-        run(config(tmp_path / "w", tmp_path / "o", max_steps=2, optimizer="bert_adam"))
     state_file = tmp_path / "w" / "checkpoint-2" / "state.json"
     state_file.write_text(json.dumps({**json.loads(state_file.read_text()), "world_size": 4}))
     with caplog.at_level("WARNING"):  # resumable, without its RNG streams
-        assert run(config(tmp_path / "w", tmp_path / "o", max_steps=4))[1]["steps"] == 4
+        assert run(config(tmp_path / "w", tmp_path / "o", max_steps=2))[1]["steps"] == 2
     assert "another number of processes: random streams start afresh" in caplog.text
+
+
+def test_a_changed_fingerprint_starts_over_naming_the_changed_keys(tmp_path, caplog):
+    """Checkpoints resume only the run that wrote them: a changed setting (or the caller's part of the
+    fingerprint) removes them, the log names each changed key, and the result is the new run's; the log and
+    checkpoint intervals are left out of the fingerprint."""
+    new_lr = {"net": 2e-2, "aux": 3e-3}
+    straight, _, _ = run(config(tmp_path / "w1", tmp_path / "o1", lr=new_lr), Noisy(), dropout=0.2)
+    cfg = config(tmp_path / "w2", tmp_path / "o2")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg, Noisy(crash_at=7), dropout=0.2)
+    with pytest.raises(RuntimeError, match="simulated crash"):  # other intervals: it resumes
+        step_fn = Noisy(crash_at=6)
+        run(config(tmp_path / "w2", tmp_path / "o2", log_every=2, checkpoint_every=4), step_fn, dropout=0.2)
+    assert step_fn.steps == [5] and "holds another run" not in caplog.text
+    step_fn = Noisy()
+    with caplog.at_level("WARNING"):
+        changed, _, _ = run(config(tmp_path / "w2", tmp_path / "o2", lr=new_lr), step_fn, dropout=0.2)
+    assert step_fn.steps == list(range(12))
+    assert "holds another run's checkpoints (train.lr.net: 0.01 -> 0.02)" in caplog.text
+    a, b = weights(straight), weights(changed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert without_timing(read_log(tmp_path / "o1" / "metrics.jsonl")) == without_timing(
+        read_log(tmp_path / "o2" / "metrics.jsonl"))
+
+    def with_source(source):
+        step_fn = Noisy()
+        with Engine(config(tmp_path / "w3", tmp_path / "o3", max_steps=2), make_models(1), ["net", "aux"], ToyData(),
+                    collate, step_fn, fingerprint={"source": {"sha256": source}}) as engine:
+            engine.train()
+        return step_fn.steps
+
+    assert with_source("aa") == [0, 1] and with_source("aa") == []  # finished: it resumes at its end
+    assert with_source("bb") == [0, 1] and "(source.sha256: 'aa' -> 'bb')" in caplog.text
+    with pytest.raises(ValueError, match=r"fingerprint keys \['train'\] are the engine's own"):
+        Engine(cfg, make_models(1), ["net"], ToyData(), collate, plain_step, fingerprint={"train": 1})
+
+
+TRANSIENT = [OSError(errno.EIO, "Input/output error"), OSError(errno.ENOSPC, "No space left on device"),
+             InterruptedError(errno.EINTR, "Interrupted system call")]
+
+
+def test_a_transient_read_error_keeps_every_checkpoint(tmp_path, monkeypatch):
+    """Intact checkpoints that fail to read for a reason other than their content (an I/O error, a full disk, an
+    interrupted read, on any of their files or on run.json): the run stops, naming the file and the error, and
+    every checkpoint stays; once the storage reads again the run resumes from the newest."""
+    straight, _, _ = run(config(tmp_path / "w1", tmp_path / "o1"), Noisy(), dropout=0.2)
+    cfg = config(tmp_path / "w2", tmp_path / "o2")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg, Noisy(crash_at=11), dropout=0.2)
+    work = tmp_path / "w2"
+    before = {p: p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
+    assert {p.parent.name for p in before} == {"w2", "checkpoint-5", "checkpoint-10"}
+    read_bytes, read_text = Path.read_bytes, Path.read_text
+
+    def failing(target, error):
+        def read(path, *args, **kwargs):
+            if path.name == target:
+                raise error
+            return (read_text if target == "run.json" else read_bytes)(path, *args, **kwargs)
+        return read
+
+    for error in TRANSIENT:
+        for target in ("trainer.pt", "model-aux.safetensors", "rng-0.pt", "state.json", "run.json"):
+            with monkeypatch.context() as patch:
+                patch.setattr(Path, "read_text" if target == "run.json" else "read_bytes", failing(target, error))
+                with pytest.raises(OSError if target == "run.json" else CheckpointUnavailable,
+                                   match=re.escape(error.strerror)) as raised:
+                    run(cfg, Noisy())
+            if target != "run.json":
+                assert "checkpoint-10 could not be read" in str(raised.value), raised.value
+            assert {p: p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()} == before, (error, target)
+    step_fn = Noisy()
+    resumed, _, _ = run(cfg, step_fn, seed=99, dropout=0.2)
+    assert step_fn.steps == [10, 11]
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_sampling_is_independent_of_world_size_and_groups_lengths():
