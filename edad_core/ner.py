@@ -18,7 +18,10 @@ seqeval_scheme, keep_model, log_every, checkpoint_every.
   where it has the most context (its distance in pieces to the nearer window edge is largest), and only there
   is it trained and predicted: every word gets exactly one prediction.
 - Training: the engine (AdamW, weight decay 0.01 except biases and LayerNorm, 10% warmup + linear decay,
-  dynamic padding, length-grouped batches); the seed fixes the head's init, dropout and data order.
+  dynamic padding, length-grouped batches); the seed fixes the head's init, dropout and data order. An
+  interrupted job resumes its checkpoints in work_dir only if nothing they depend on changed: the engine's
+  settings, the sha256 of the model's config and weights, of the tokenizer files and of train.tsv, the labels and
+  max_length (devel and test are read afresh after training); otherwise it starts over, naming what changed.
 - Evaluation of the last-epoch model on devel and test: seqeval entity-level P/R/F1 (overall and per type), the
   token-level macro F1 over first sub-words with O as a class (the authors' metric), and the predictions as
   CoNLL text (token, gold, predicted) that conlleval can rescore.
@@ -40,9 +43,10 @@ from seqeval.scheme import IOB1, IOB2, IOBES
 from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoConfig, AutoTokenizer
 
+from edad_core.checkpointing import tokenizer_sha256, weights_sha256
 from edad_core.download import resolve_model
 from edad_core.engine import Engine, TrainConfig
-from edad_core.files import atomic_write_json, atomic_write_text
+from edad_core.files import atomic_write_json, atomic_write_text, sha256_file
 from edad_core.modeling import ExBertForTokenClassification
 from edad_core.ner_data import read_iob
 
@@ -236,8 +240,13 @@ def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, da
         log_every=settings["log_every"], seed=seed, group_by_length=settings["group_by_length"],
         keep_final_checkpoint=False)
     pad_id = tokenizer.pad_token_id
+    # what the checkpoints depend on beyond the engine's settings: the files read, by content (not by path)
+    model_dir = resolve_model(source)
+    tokenizer_dir = resolve_model(tokenizer_source) if tokenizer_source else model_dir
+    fingerprint = {"source_sha256": weights_sha256(model_dir), "tokenizer_sha256": tokenizer_sha256(tokenizer_dir),
+                   "labels": labels, "train_sha256": sha256_file(Path(data_dir) / "train.tsv"), "max_length": max_length}
     with Engine(cfg, {"model": model}, ["model"], train_set, lambda b: collate(b, pad_id), token_step,
-                lengths=train_set.lengths) as engine:
+                lengths=train_set.lengths, fingerprint=fingerprint) as engine:
         summary = engine.train()
         if not engine.is_main:
             return summary

@@ -1,10 +1,14 @@
 """NER fine-tuning (edad_core.ner): windows, first-piece alignment, metrics against hand computations, the
-token-classification head's loss and its use by transformers' Trainer and pipeline, and a tiny fine-tune that
-learns, repeats with its seed and differs with another."""
+token-classification head's loss and its use by transformers' Trainer and pipeline, a tiny fine-tune that
+learns, repeats with its seed and differs with another, and a killed job that is rerun after a change."""
 
 import json
+import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,3 +183,92 @@ def test_a_published_checkpoint_keeps_its_casing_with_the_tokenizer_given(tmp_pa
     _, given = load_model(str(repo), LABELS, tokenizer_source=str(cased))
     assert own.tokenize("Aspirin") == own.tokenize("aspirin")  # the silent lowercasing
     assert given.tokenize("Aspirin") != given.tokenize("aspirin")
+
+
+# A fine-tuning job (the rule's script) that hangs after writing its first checkpoint, for the test to kill.
+HANG_AFTER_FIRST_CHECKPOINT = """
+import runpy, sys, time
+import edad_core.engine as engine
+save = engine.save_checkpoint
+def save_and_hang(*args, **kwargs):
+    save(*args, **kwargs)
+    print("checkpointed", flush=True)
+    time.sleep(600)
+engine.save_checkpoint = save_and_hang
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """A tiny model runs as fast on one thread (the engine takes its count from OMP_NUM_THREADS), and spares
+    OpenMP's spin-waits on a shared machine; the test process's count is restored after."""
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_killed_job_rerun_after_a_change_equals_a_fresh_run_and_names_the_change(tmp_path, tiny_bert, caplog,
+                                                                                   one_thread):
+    """Kill a fine-tuning job (a subprocess) after its first checkpoint; change the model, the training file or a
+    fine-tuning setting and rerun it on the killed job's work folder: the result is the new run's (as an
+    uninterrupted run of it computes), and the log names what changed. Unchanged, the rerun resumes."""
+    data, model = fixture_dataset(tmp_path / "data", 64, 0), tmp_path / "model"
+    shutil.copytree(tiny_bert, model)
+    settings = {**SETTINGS, "epochs": {"teacher": 1, "student": 1}, "per_device_batch_size": 16, "checkpoint_every": 2,
+                "log_every": 1}  # 4 steps
+
+    def finetune(out: str, work: Path, source=model, data_dir=data, settings=settings):
+        return finetune_and_evaluate(name="tiny", source=str(source), role="student", dataset="fixture",
+                                     data_dir=data_dir, seed=1, settings=settings, output_dir=tmp_path / out,
+                                     work_dir=work)
+
+    cmd = [sys.executable, "-c", HANG_AFTER_FIRST_CHECKPOINT, str(PROJECT / "workflow_scripts" / "finetune.py"),
+           "--name", "tiny", "--model", str(model), "--role", "student", "--dataset", "fixture", "--data", str(data),
+           "--seed", "1", "--settings", json.dumps(settings), "--output", str(tmp_path / "killed"),
+           "--work", str(tmp_path / "killed-work")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")])}
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as job:
+        try:
+            assert job.stdout.readline() == "checkpointed\n", job.stderr.read()
+        finally:
+            job.kill()
+    assert job.wait() == -signal.SIGKILL
+    assert [p.name for p in (tmp_path / "killed-work").glob("checkpoint-*")] == ["checkpoint-2"]
+
+    other_model = tmp_path / "other-model"  # the same architecture and files, other weights
+    shutil.copytree(model, other_model)
+    torch.manual_seed(1)
+    BertModel(BertConfig.from_pretrained(model)).save_pretrained(other_model)
+    other_data = tmp_path / "other-data"  # the same sentences but one, so the same number of windows
+    shutil.copytree(data, other_data)
+    lines = (other_data / "train.tsv").read_text().splitlines(keepends=True)
+    lines[0] = "ibuprofen\tB-Chem\n" if not lines[0].startswith("ibuprofen") else "aspirin\tB-Chem\n"
+    (other_data / "train.tsv").write_text("".join(lines))
+    other_settings = {**settings, "lr": {**settings["lr"], "student": 1e-3}}
+    changes = {"unchanged": ({}, None),
+               "model": ({"source": other_model}, "source_sha256.model.safetensors: "),
+               "data": ({"data_dir": other_data}, "train_sha256: "),
+               "setting": ({"settings": other_settings}, "train.lr: 0.003 -> 0.001")}
+    for case, (change, named) in changes.items():
+        expected = finetune(f"{case}-fresh", tmp_path / f"{case}-fresh-work", **change)
+        work = tmp_path / f"{case}-work"
+        shutil.copytree(tmp_path / "killed-work", work)
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            got = finetune(case, work, **change)
+        if named is None:
+            assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
+        else:
+            assert "holds another run's checkpoints" in caplog.text and named in caplog.text, caplog.text
+            assert "resuming from" not in caplog.text
+        assert got["metrics"] == expected["metrics"], case
+        strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "tokens_per_s"}
+                           for l in p.read_text().splitlines()]
+        assert strip(tmp_path / case / "metrics.jsonl") == strip(tmp_path / f"{case}-fresh" / "metrics.jsonl"), case
+        for split in ("devel", "test"):
+            name = f"predictions-{split}.conll"
+            assert (tmp_path / case / name).read_text() == (tmp_path / f"{case}-fresh" / name).read_text(), case
