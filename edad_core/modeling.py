@@ -460,10 +460,6 @@ class ExBertForTokenClassification(ExBertPreTrainedModel):
         return ExBertTokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
 AutoConfig.register("exbert", ExBertConfig)
 AutoModel.register(ExBertConfig, ExBertModel)
 AutoModelForPreTraining.register(ExBertConfig, ExBertForPreTraining)

@@ -244,7 +244,8 @@ def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, da
     model_dir = resolve_model(source)
     tokenizer_dir = resolve_model(tokenizer_source) if tokenizer_source else model_dir
     fingerprint = {"source_sha256": weights_sha256(model_dir), "tokenizer_sha256": tokenizer_sha256(tokenizer_dir),
-                   "labels": labels, "train_sha256": sha256_file(Path(data_dir) / "train.tsv"), "max_length": max_length}
+                   "labels": labels, "train_sha256": sha256_file(Path(data_dir) / "train.tsv"),
+                   "max_length": max_length}
     with Engine(cfg, {"model": model}, ["model"], train_set, lambda b: collate(b, pad_id), token_step,
                 lengths=train_set.lengths, fingerprint=fingerprint) as engine:
         summary = engine.train()

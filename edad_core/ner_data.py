@@ -1,9 +1,7 @@
 """NER data: a strict reader for CoNLL-style IOB2 files (TOKEN<TAB>TAG per line, a blank line between
-sentences), the `datasets.DatasetDict` the fine-tuning reads, and the workflow stage that downloads,
-validates and writes the three benchmark datasets.
+sentences), and the workflow stage that downloads, validates and writes the three benchmark datasets.
 
     sentences = read_iob("train.tsv")                                   # [(tokens, tags)]; errors name file:line
-    data = load_ner_dataset({"train": "train.tsv", "devel": "devel.tsv", "test": "test.tsv"})
     prepare_ner_dataset("BC5CDR-IOB", files=urls_by_split, out_dir=..., download_dir=...)   # rule ner_data
 """
 
@@ -13,8 +11,6 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-
-import datasets
 
 from edad_core.download import fetch
 from edad_core.files import atomic_files, atomic_write_text, check_complete
@@ -111,26 +107,6 @@ def label_names(tag_lists) -> list[str]:
     """'O', then B-X, I-X for every entity type X in sorted order."""
     types = sorted({tag[2:] for tags in tag_lists for tag in tags if tag != "O"})
     return ["O"] + [f"{prefix}-{t}" for t in types for prefix in "BI"]
-
-
-def load_ner_dataset(files: dict, *, repair: bool = False, max_sentences: int | None = None) -> datasets.DatasetDict:
-    """{split: IOB file} -> DatasetDict with `tokens` and `ner_tags` (ClassLabel over the union of all splits'
-    labels, so every split shares one label list)."""
-    splits = {split: _first(read_iob(path, repair=repair), max_sentences) for split, path in files.items()}
-    names = label_names(tags for sents in splits.values() for _, tags in sents)
-    features = datasets.Features(
-        {"tokens": datasets.List(datasets.Value("string")), "ner_tags": datasets.List(datasets.ClassLabel(names=names))}
-    )
-    index = {name: i for i, name in enumerate(names)}
-    return datasets.DatasetDict(
-        {
-            split: datasets.Dataset.from_dict(
-                {"tokens": [t for t, _ in sents], "ner_tags": [[index[g] for g in tags] for _, tags in sents]},
-                features=features,
-            )
-            for split, sents in splits.items()
-        }
-    )
 
 
 def _first(sentences: list[Sentence], max_sentences: int | None) -> list[Sentence]:

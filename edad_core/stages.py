@@ -233,7 +233,8 @@ def run_distill(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:
     objective = DistillationStudent(build_student(student_sizes, teacher.config, ExBertModel), teacher.config)
     layers = distilled_teacher_layers(student_sizes["num_hidden_layers"], teacher.config.num_hidden_layers)
     return _train(run, train, {"teacher": teacher, "student": objective}, ["student"], data_dir, DistillStep(layers),
-                  tokenizer_dir, {"student": lambda e: e.unwrap("student").student}, resolve_model(run["teacher_model"]))
+                  tokenizer_dir, {"student": lambda e: e.unwrap("student").student},
+                  resolve_model(run["teacher_model"]))
 
 
 def run_edad(run: dict, train: TrainConfig, data_dir, tokenizer_dir) -> dict:

@@ -1,12 +1,8 @@
 import hashlib
-import io
 import json
-import os
 import socket
-import tarfile
 import threading
 import time
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,7 +16,6 @@ from edad_core.download import (
     mirror_path,
     mirror_root,
     resolve_model,
-    safe_extract,
     sha256_file,
 )
 
@@ -251,56 +246,6 @@ def test_truncated_response_is_resumed(tmp_path):
     assert srv.requests == [("/a.bin", None, first), ("/a.bin", f"bytes={first}-", len(DATA) - first)]
 
 
-def _tar(path, members):
-    """members: (name, bytes) for files or (name, '->target') for symlinks."""
-    with tarfile.open(path, "w:gz") as tf:
-        for name, content in members:
-            info = tarfile.TarInfo(name)
-            if isinstance(content, str):
-                info.type, info.linkname = tarfile.SYMTYPE, content.removeprefix("->")
-                tf.addfile(info)
-            else:
-                info.size = len(content)
-                tf.addfile(info, io.BytesIO(content))
-    return path
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [("../evil", b"x"), ("/tmp/abs_evil", b"x"), ("link", "->../../outside"), ("d/link", "->/etc/passwd")],
-)
-def test_safe_extract_refuses_escaping_tar_members(tmp_path, bad):
-    archive = _tar(tmp_path / "a.tar.gz", [("good.txt", b"ok"), bad])
-    target = tmp_path / "out" / "t"
-    with pytest.raises(DownloadError, match="refusing member"):
-        safe_extract(archive, target)
-    assert list(target.iterdir()) == []  # checked before anything is written
-    assert not (tmp_path / "out" / "evil").exists() and not (tmp_path / "evil").exists()
-
-
-def test_safe_extract_tar_and_zip_ok(tmp_path):
-    archive = _tar(tmp_path / "a.tar.gz", [("d/a.txt", b"A"), ("d/l", "->a.txt")])
-    paths = safe_extract(archive, tmp_path / "t")
-    assert paths == [(tmp_path / "t").resolve() / "d/a.txt", (tmp_path / "t").resolve() / "d/l"]
-    assert (tmp_path / "t/d/l").read_bytes() == b"A"
-    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
-        zf.writestr("x/y.txt", "Y")
-    assert safe_extract(tmp_path / "a.zip", tmp_path / "z") == [(tmp_path / "z/x/y.txt").resolve()]
-    assert (tmp_path / "z/x/y.txt").read_text() == "Y"
-
-
-def test_safe_extract_refuses_escaping_zip_and_non_archives(tmp_path):
-    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
-        zf.writestr("ok.txt", "ok")
-        zf.writestr("../evil", "x")
-    with pytest.raises(DownloadError, match="refusing member '../evil'"):
-        safe_extract(tmp_path / "a.zip", tmp_path / "z")
-    assert list((tmp_path / "z").iterdir()) == []
-    (tmp_path / "plain.txt").write_text("hello")
-    with pytest.raises(DownloadError, match="not a tar or zip"):
-        safe_extract(tmp_path / "plain.txt", tmp_path / "p")
-
-
 def test_resolve_model(tmp_path, monkeypatch):
     assert resolve_model("pkg:edad_core") == str(Path(edad_core.__file__).parent.resolve())
     assert resolve_model("pkg:json/decoder.py") == str(Path(json.decoder.__file__).resolve())
@@ -312,26 +257,6 @@ def test_resolve_model(tmp_path, monkeypatch):
     (tmp_path / "models" / "m").mkdir(parents=True)
     assert resolve_model("models/m") == str(tmp_path.resolve() / "models" / "m")
     assert resolve_model("bert-base-uncased") == "bert-base-uncased"
-
-
-def test_safe_extract_refuses_a_link_chain_and_writes_nothing(tmp_path):
-    # each link alone stays inside ('d/up' -> '..' is the target folder; 'esc' -> 'd/up/..' is 'd' lexically),
-    # but followed on disk 'esc' leads out of it
-    archive = _tar(tmp_path / "chain.tar", [("d/a.txt", b"A"), ("d/up", "->.."), ("esc", "->d/up/.."),
-                                            ("esc/evil", b"x")])
-    target = tmp_path / "out" / "t"
-    with pytest.raises(DownloadError, match=r"chain\.tar: refusing member 'esc'"):
-        safe_extract(archive, target)
-    assert list(target.iterdir()) == [] and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["t"]
-
-
-def test_safe_extract_of_a_truncated_archive_names_it_and_writes_nothing(tmp_path):
-    archive = _tar(tmp_path / "a.tar.gz", [("one.txt", os.urandom(50_000)), ("two.txt", os.urandom(50_000))])
-    archive.write_bytes(archive.read_bytes()[:70_000])
-    target = tmp_path / "out" / "t"
-    with pytest.raises(DownloadError, match=r"a\.tar\.gz: truncated or corrupt at member"):
-        safe_extract(archive, target)
-    assert list(target.iterdir()) == []
 
 
 def test_an_upstream_change_between_attempts_restarts_instead_of_splicing(tmp_path):

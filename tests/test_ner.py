@@ -230,7 +230,8 @@ def test_a_killed_job_rerun_after_a_change_equals_a_fresh_run_and_names_the_chan
            "--name", "tiny", "--model", str(model), "--role", "student", "--dataset", "fixture", "--data", str(data),
            "--seed", "1", "--settings", json.dumps(settings), "--output", str(tmp_path / "killed"),
            "--work", str(tmp_path / "killed-work")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")])}
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as job:
         try:
             assert job.stdout.readline() == "checkpointed\n", job.stderr.read()

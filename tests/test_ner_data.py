@@ -14,7 +14,6 @@ from edad_core.ner_data import (
     NerFormatError,
     benchmark_files,
     label_names,
-    load_ner_dataset,
     prepare_ner_dataset,
     read_iob,
     write_iob,
@@ -70,9 +69,6 @@ def test_bad_input_names_file_and_line_and_writes_nothing(tmp_path, content, lin
     bad.write_text(content)
     with pytest.raises(NerFormatError, match=rf"^{bad}:{line}: .*{message}"):
         read_iob(bad)
-    (tmp_path / "good.tsv").write_text(GOOD)
-    with pytest.raises(NerFormatError, match=rf"{bad}:{line}:"):
-        load_ner_dataset({"train": tmp_path / "good.tsv", "test": bad})
     # the stage: the bad split is the last one, so the good splits were already read when it fails
     mirror = local_mirror(tmp_path / "m", "DS", {"train": GOOD, "devel": GOOD, "test": content})
     out = tmp_path / "out"
@@ -105,19 +101,24 @@ def test_repair_mode(tmp_path, caplog):
         read_iob(path, repair=True)
 
 
-def test_load_ner_dataset_shares_labels_across_splits(tmp_path):
+def test_labels_are_shared_across_splits_and_max_sentences_keeps_the_first(tmp_path):
     (tmp_path / "train.tsv").write_text("a\tB-Zeta\nb\tI-Zeta\n\nc\tO\n\nd\tO\n")
     (tmp_path / "test.tsv").write_text("e\tB-Alpha\n")
-    files = {"train": tmp_path / "train.tsv", "test": tmp_path / "test.tsv"}
-    dd = load_ner_dataset(files)
-    names = ["O", "B-Alpha", "I-Alpha", "B-Zeta", "I-Zeta"]
-    for split in files:
-        assert dd[split].features["ner_tags"].feature.names == names
-    assert dd["train"]["tokens"] == [["a", "b"], ["c"], ["d"]]
-    assert dd["train"]["ner_tags"] == [[3, 4], [0], [0]] and dd["test"]["ner_tags"] == [[1]]
-    assert load_ner_dataset(files, max_sentences=2)["train"]["tokens"] == [["a", "b"], ["c"]]
+    files = {"train": str(tmp_path / "train.tsv"), "test": str(tmp_path / "test.tsv")}
+
+    def prepare(out, max_sentences=None):
+        return prepare_ner_dataset("DS", files=files, out_dir=tmp_path / out, download_dir=tmp_path / f"dl-{out}",
+                                   max_sentences=max_sentences, progress=False)
+
+    summary = prepare("all")
+    assert summary["label_names"] == ["O", "B-Alpha", "I-Alpha", "B-Zeta", "I-Zeta"]
+    assert json.loads((tmp_path / "all" / "labels.json").read_text())["label_names"] == summary["label_names"]
+    first_two = [(["a", "b"], ["B-Zeta", "I-Zeta"]), (["c"], ["O"])]
+    assert read_iob(tmp_path / "all" / "train.tsv") == [*first_two, (["d"], ["O"])]
+    prepare("two", max_sentences=2)
+    assert read_iob(tmp_path / "two" / "train.tsv") == first_two
     with pytest.raises(ValueError, match="ner.max_sentences"):
-        load_ner_dataset(files, max_sentences=0)
+        prepare("none", max_sentences=0)
     assert label_names([["O"], ["B-b", "I-b"], ["B-a"]]) == ["O", "B-a", "I-a", "B-b", "I-b"]
 
 
@@ -131,7 +132,7 @@ def test_write_iob_roundtrip_atomic(tmp_path):
 
 @pytest.mark.parametrize("dataset", list(README_COUNTS))
 def test_real_mirror_datasets(mirror, tmp_path, dataset):
-    files = {}
+    tags = []
     for split, (n_sents, n_tokens) in zip(SPLITS, README_COUNTS[dataset]):
         path = mirror / CONFIG["base_url"].removeprefix("https://") / dataset / f"{split}.tsv"
         assert sha256_file(path) == CONFIG["sha256"][f"{dataset}/{split}.tsv"]  # config pins the mirror files
@@ -139,10 +140,8 @@ def test_real_mirror_datasets(mirror, tmp_path, dataset):
         assert (len(sents), sum(len(t) for t, _ in sents)) == (n_sents, n_tokens)
         write_iob(sents, tmp_path / f"{split}.tsv")  # the writer reproduces the published files byte for byte
         assert (tmp_path / f"{split}.tsv").read_bytes() == path.read_bytes()
-        files[split] = path
-    dd = load_ner_dataset(files, max_sentences=20)
-    assert dd["train"].features["ner_tags"].feature.names == README_LABELS[dataset]
-    assert [len(dd[s]) for s in SPLITS] == [20, 20, 20]
+        tags.extend(t for _, t in sents)
+    assert label_names(tags) == README_LABELS[dataset]
 
 
 def test_stage_rejects_wrong_sha256(tmp_path):
