@@ -1,6 +1,7 @@
 """The training stages on a tiny but real pipeline (CRAFT text of the mirror -> corpus -> vocabs -> pretraining
 examples -> a random 4-layer BERT as base): what adaptation trains and saves, EDAD's student gradient against
-TinyBERT GD's, EDAD lowering both losses, stage-level resume after a crash, and the configuration errors."""
+TinyBERT GD's, EDAD lowering both losses, stage-level resume after a crash, a start-over when a source file
+changes, and the configuration errors."""
 
 import dataclasses
 import json
@@ -454,6 +455,38 @@ def test_edad_resumes_bit_identically_after_a_crash(pipe, tmp_path, monkeypatch)
     logs = [without_timing(read_log(Path(cfg.output_dir) / "metrics.jsonl")) for cfg in (straight, crashing)]
     assert logs[0] == logs[1]
     assert [r["alpha"] for r in logs[1]] == [1 - s / 6 for s in range(6)]
+
+
+def test_a_changed_source_model_or_tokenizer_starts_the_stage_over(pipe, tmp_path, monkeypatch, caplog):
+    """A stage's fingerprint holds the sha256 of its source weights and tokenizer files: changed in place (the
+    same paths, the same run description), the checkpoints are not resumed and the log names the changed file."""
+    base, tok = tmp_path / "base", tmp_path / "tok"
+    shutil.copytree(pipe.base, base)
+    shutil.copytree(pipe.tok["base"], tok)
+    computed, step_fn = [], AdaptStep.__call__
+    monkeypatch.setattr(AdaptStep, "__call__",
+                        lambda self, models, batch, ctx: computed.append(ctx.step) or step_fn(self, models, batch, ctx))
+    cfg = train_config(tmp_path, max_steps=2)
+
+    def steps_computed():
+        computed.clear()
+        run = {"stage": "adapt", "method": "biobert", "teacher": {"base": str(base), **TEACHER_EXT},
+               "mlm_probability": MLM_PROBABILITY, "train": settings(cfg)}
+        run_adapt(run, cfg, pipe.data["base"], tok)
+        return sorted(set(computed))
+
+    assert steps_computed() == [0, 1] and steps_computed() == []  # finished: a rerun resumes at its end
+    torch.manual_seed(5)
+    BertForPreTraining(BertConfig.from_pretrained(base)).save_pretrained(base)
+    with caplog.at_level("WARNING"):
+        assert steps_computed() == [0, 1]
+    assert "source_sha256.model.safetensors: " in caplog.text and "tokenizer_sha256" not in caplog.text
+    caplog.clear()
+    tokenizer_config = json.loads((tok / "tokenizer_config.json").read_text())
+    (tok / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "model_max_length": 64}))
+    with caplog.at_level("WARNING"):
+        assert steps_computed() == [0, 1]
+    assert "tokenizer_sha256.tokenizer_config.json: " in caplog.text and "source_sha256" not in caplog.text
 
 
 # --------------------------------------------------------------------------------------------- errors
