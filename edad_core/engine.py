@@ -317,6 +317,7 @@ class MetricsLog:
 
 
 def learning_rates(cfg: TrainConfig, trainable: list[str], models: dict) -> dict[str, float]:
+    """Each trainable model's learning rate (cfg.lr: one for all, or a dict by model name)."""
     unknown = [n for n in trainable if n not in models]
     if unknown or not trainable:
         raise ValueError(f"trainable models {unknown or trainable} must be non-empty names of {list(models)}")
@@ -404,9 +405,10 @@ class Engine:
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self.fingerprint = run_fingerprint(cfg, self.precision, self.n_examples, fingerprint or {})
         self.trainable = list(trainable)
+        lrs = learning_rates(cfg, self.trainable, models)
         self.models = place_models(models, self.trainable, cfg.frozen_mode, d)
         self.optimizers, self.schedulers, self.opt_params = {}, {}, {}
-        for name, lr in learning_rates(cfg, self.trainable, models).items():
+        for name, lr in lrs.items():
             groups = param_groups(self.unwrap(name), cfg.weight_decay)
             if not groups:
                 raise ValueError(f"trainable model {name!r} has no parameters with requires_grad")
