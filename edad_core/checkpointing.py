@@ -133,7 +133,7 @@ def claim_work_dir(work_dir: Path, fingerprint: dict) -> None:
     if old == new:
         return
     if work_dir.is_dir() and any(work_dir.iterdir()):
-        log.warning("%s holds another run's checkpoints (%s): they are removed and the run starts over", work_dir,
+        log.warning("%s holds another run's checkpoints (%s): removing them, starting over", work_dir,
                     changed_keys(old, new))
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

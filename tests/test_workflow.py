@@ -228,7 +228,7 @@ def test_changed_settings_rerun_from_scratch(smoke, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     log = (results / "logs" / "train" / "edad_only_dt.log").read_text()
     assert "starting over" in log and "resuming from" not in log
-    assert "run.train.lr: 0.0001 -> 0.0002" in log  # the changed key is named
+    assert "(train.lr: 0.0001 -> 0.0002)" in log  # the changed key is named, and only it
 
 
 @pytest.mark.parametrize("run", ["edad_only_da", "gd_exbert"])
