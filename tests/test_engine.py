@@ -360,7 +360,8 @@ def test_step_counts_logs_and_summary(tmp_path):
     models = make_models(1)
     assert summary == {
         "train_seconds": summary["train_seconds"], "train_cpu_seconds": summary["train_cpu_seconds"], "steps": 10, "epochs": 2.5, "examples": 80,
-        "tokens": sum(data.lengths[i] for i in data.loaded), "world_size": 1, "precision": "fp32",
+        "tokens": sum(data.lengths[i] for i in data.loaded), "world_size": 1, **engine.dist.hardware(),
+        "precision": "fp32",
         "batch_size": 8, "per_device_batch_size": 4, "grad_accum_steps": 2,
         "params": {"net": {"total": 129, "trainable": 129}, "aux": {"total": 129, "trainable": 129},
                    "frozen": {"total": 20, "trainable": 0}},
