@@ -23,7 +23,8 @@ seqeval_scheme, keep_model, log_every, checkpoint_every, and protocol (`standard
   dynamic padding, length-grouped batches); the seed fixes the head's init, dropout and data order.
 - Evaluation of the last-epoch model on devel and test: seqeval entity-level P/R/F1 (overall and per type), the
   token-level macro F1 over first sub-words with O as a class, and the predictions as CoNLL text (token, gold,
-  predicted) that conlleval can rescore.
+  predicted) that conlleval can rescore. Also the authors' piece-level macro F1 (below), with each word's
+  prediction standing for each of its pieces.
 
 `protocol: authors`, the EDAD authors' `Finetuning_NER.py` (the paper's F1 figures; docs/design.md, decision
 "The authors' NER protocol"):
@@ -351,9 +352,13 @@ def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, da
         result["metrics"][split] = evaluate(gold, pred, labels, settings["seqeval_mode"], settings["seqeval_scheme"])
         if authors:
             gold_pieces, pred_pieces = piece_pairs(encoded[split], best, tag_ids[split])
-            result["metrics"][split].update(piece_macro_f1=piece_macro_f1(gold_pieces, pred_pieces),
-                                            pieces=len(gold_pieces),
-                                            words_cut=sum(row.count(-1) for row in pred_ids))
+            result["metrics"][split]["words_cut"] = sum(row.count(-1) for row in pred_ids)
+        else:  # one prediction per word: it stands for each of the word's pieces
+            counts = [len(p) for sentence in word_pieces(tokenizer, words) for p in sentence]
+            gold_pieces = np.repeat([t for row in tag_ids[split] for t in row], counts)
+            pred_pieces = np.repeat([t for row in pred_ids for t in row], counts)
+        result["metrics"][split].update(piece_macro_f1=piece_macro_f1(gold_pieces, pred_pieces),
+                                        pieces=len(gold_pieces))
         atomic_write_text(output_dir / f"predictions-{split}.conll", conll(words, gold, pred))
     result["inference_examples_per_s"] = len(splits["test"]) / result["test_inference_seconds"]
     if settings["keep_model"]:

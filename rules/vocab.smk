@@ -31,7 +31,8 @@ rule vocab_extended:
     input:
         script=f"{SCRIPTS}/vocab.py",
         corpus=[] if EXTENSION_FILE else f"{RESULTS}/corpus/corpus.txt",
-        extension=[EXTENSION_FILE] if EXTENSION_FILE and "://" not in EXTENSION_FILE else [],  # a local file's edits rerun
+        # a local file: its edits rerun the rule (a URL: params.source does when it changes)
+        extension=[EXTENSION_FILE] if EXTENSION_FILE and "://" not in EXTENSION_FILE else [],
     output:
         multiext(f"{RESULTS}/vocab/extended/", vocab="vocab.txt", tokenizer="tokenizer.json",
                  tokenizer_config="tokenizer_config.json", stats="vocab_stats.json"),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import f1_score
 from transformers import AutoTokenizer, BertConfig, BertModel, Trainer, TrainingArguments, pipeline
 
 from edad_core.modeling import ExBertConfig, ExBertForTokenClassification
@@ -153,6 +154,15 @@ def test_a_tiny_fine_tune_learns_repeats_and_depends_on_its_seed(tmp_path, tiny_
     assert not list((tmp_path / "work-a").glob("checkpoint-*")) and not (tmp_path / "a" / "model").exists()
     recorded = json.loads((tmp_path / "a" / "result.json").read_text())
     assert (recorded["epochs"], recorded["lr"]) == (4, 3e-3)  # the student's
+    # the piece-level metric of a standard run: each word's prediction, from the CoNLL file, once per piece
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    rows = [r.split() for r in (tmp_path / "a" / "predictions-test.conll").read_text().splitlines() if r]
+    weights = [len(tokenizer.tokenize(word)) for word, _, _ in rows]
+    gold = [g for (_, g, _), n in zip(rows, weights) for _ in range(n)]
+    pred = [p for (_, _, p), n in zip(rows, weights) for _ in range(n)]
+    test = recorded["metrics"]["test"]
+    assert test["pieces"] == len(gold) > len(rows) and recorded["protocol"] == "standard"
+    assert test["piece_macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro"))
 
 
 def test_alignment_on_extension_vocab_words(tmp_path, minilm):
