@@ -2,7 +2,8 @@
 
     build_base_vocab(base, out_dir)
     build_extended_vocab(corpus_files, base, out_dir, ext_size=17658, total_size=48180)   # exBERT
-    build_domain_only_vocab(corpus_files, out_dir, size=30522)                            # oiSciBERT
+    build_extended_vocab_from_file("exBERT_vocab.txt", base, out_dir, total_size=48180)   # exBERT's own file
+    build_domain_only_vocab(corpus_files, out_dir, size=31090)                            # oiSciBERT
 
 Every vocabulary becomes a folder with `vocab.txt` (one token per line, id = line number - 1), the fast tokenizer
 saved by `transformers.BertTokenizer.save_pretrained` (`tokenizer.json`, `tokenizer_config.json`; load it with
@@ -10,7 +11,8 @@ saved by `transformers.BertTokenizer.save_pretrained` (`tokenizer.json`, `tokeni
 
 - base: the teacher's own vocab, copied (so every model has a tokenizer folder);
 - extended (exBERT): base vocab, then the first `ext_size` tokens of a domain WordPiece vocab (in the trainer's
-  id order) that the base vocab lacks;
+  id order) that the base vocab lacks; or a whole extended vocab file as given (`vocab.extension_file`, e.g.
+  exBERT's released 48,180-entry `exBERT_vocab.txt`), checked against the base vocab;
 - domain (oiSciBERT): a domain-only WordPiece vocab trained from scratch.
 
 The same corpus gives the same vocab.txt (same sha256) every time; see `train_wordpiece` for how.
@@ -18,13 +20,14 @@ The same corpus gives the same vocab.txt (same sha256) every time; see `train_wo
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, BertTokenizer
 
-from edad_core.download import resolve_model
+from edad_core.download import fetch, resolve_model
 from edad_core.files import atomic_dir, corpus_lines, sha256_file
 
 log = logging.getLogger(__name__)
@@ -162,10 +165,56 @@ def build_extended_vocab(
     return write_tokenizer_dir(out_dir, base_tokens + new[:ext_size], lowercase=lowercase, stats=stats)
 
 
-def build_domain_only_vocab(
-    corpus_files, out_dir, *, size: int = 30522, lowercase: bool = True, min_frequency: int = 2
+def read_extension_file(path, shown: str, base: str, base_tokens: list[str], total_size: int) -> list[str]:
+    """The entries of a whole extended vocab file (one per line; id = line number - 1), checked: `total_size`
+    entries, the base vocab's entries first and in order, no entry twice. `shown` names the file in errors.
+    An empty line is an entry: exBERT's file has one at id 30,522, the placeholder of its extension table's
+    padding row."""
+    where = f"vocab.extension_file {shown}"
+    try:
+        tokens = Path(path).read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not UTF-8 text ({err})") from err
+    tokens = tokens[:-1] if tokens[-1] == "" else tokens  # the last line's newline
+    if len(tokens) != total_size:
+        raise ValueError(f"{where}: {len(tokens)} entries (lines), but vocab.total_size is {total_size}")
+    for line, (token, expected) in enumerate(zip(tokens, base_tokens), start=1):
+        if token != expected:
+            raise ValueError(f"{where}, line {line}: {token!r}, but entry {line} of the base vocab {base!r} "
+                             f"(models.teacher.base) is {expected!r}: the file must begin with the base vocab's "
+                             f"{len(base_tokens)} entries in order")
+    first_line = {}
+    for line, token in enumerate(tokens, start=1):
+        if token in first_line:
+            raise ValueError(f"{where}, line {line}: {token!r} repeats line {first_line[token]}")
+        first_line[token] = line
+    return tokens
+
+
+def build_extended_vocab_from_file(
+    extension_file: str, base: str, out_dir, *, total_size: int = 48180, lowercase: bool = True, mirror=None,
 ) -> Path:
-    """oiSciBERT's vocab: `size` WordPiece tokens trained from scratch on the corpus."""
+    """The extended vocab as a file gives it (a path or URL, fetched through edad_core.download: mirror first),
+    checked by `read_extension_file`."""
+    base_tokens = load_base_vocab(base)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = fetch(extension_file, Path(tmp) / "vocab.txt", mirror=mirror, progress=False)
+        tokens = read_extension_file(local, extension_file, base, base_tokens, total_size)
+        digest = sha256_file(local)
+    new = tokens[len(base_tokens):]
+    stats = {
+        "kind": "extended", "base": base, "base_size": len(base_tokens), "ext_size": len(new),
+        "extension_file": extension_file, "extension_file_sha256": digest,
+        "first_extension_tokens": new[:N_EXAMPLES], "last_extension_tokens": new[-N_EXAMPLES:],
+    }
+    return write_tokenizer_dir(out_dir, tokens, lowercase=lowercase, stats=stats)
+
+
+def build_domain_only_vocab(
+    corpus_files, out_dir, *, size: int = 31090, lowercase: bool = True, min_frequency: int = 2
+) -> Path:
+    """oiSciBERT's vocab: `size` WordPiece tokens trained from scratch on the corpus (the paper's size, SciBERT's
+    31,090, is inferred from its parameter count: docs/design.md, decision "oiSciBERT's vocab size")."""
     tokens = train_wordpiece(corpus_files, size, lowercase=lowercase, min_frequency=min_frequency)
     if len(tokens) < size:
         raise ValueError(

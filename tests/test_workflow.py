@@ -292,3 +292,16 @@ def test_slurm_profile_plans_without_a_cluster(tmp_path, monkeypatch):
     assert "slurm_partition=gpupart" in jobs["adapt"] and "gpu=4" in jobs["adapt"] and "cpus_per_gpu=8" in jobs["edad"]
     assert "slurm_account=acct1" in jobs["corpus"] and "slurm_partition=cpupart" in jobs["corpus"]
     assert "runtime=2880" in jobs["adapt"] and "tasks" not in jobs["distill"]
+
+
+@pytest.mark.parametrize("mini", [False, True])
+def test_the_paper_profile_plans_the_authors_ner_protocol(tmp_path, mini):
+    """config.yaml fine-tunes as Finetuning_NER.py (docs/design.md decision 15), the mini demo as decision 7."""
+    (tmp_path / "no_mirror.yaml").write_text("mirror: null\n")  # mini's ../shared/mirror: EDAD_MIRROR here
+    profile = ["--configfile", str(PROJECT / "config" / "mini.yaml"), str(tmp_path / "no_mirror.yaml")] if mini else []
+    out = snakemake(tmp_path, "-n", "-p", *profile, "--",
+                    f"results{'/mini' if mini else ''}/finetune/BERT/BC5CDR-IOB/seed1/result.json")
+    assert out.returncode == 0, out.stdout[-3000:]
+    settings = json.loads(re.search(r"--settings '([^']*)'", out.stdout).group(1))
+    assert (settings["protocol"], settings["max_length"], settings["group_by_length"]) == (
+        ("standard", 128, True) if mini else ("authors", 256, False))
