@@ -19,11 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from edad_core.files import atomic_write_bytes
+from edad_core.report import METRIC_TITLES
 from edad_core.schedules import SCHEDULES, alpha
 
 # metrics.jsonl keys that are bookkeeping, not training curves
 NOT_CURVES = {"step", "epoch", "loss", "tokens_per_s"}
-METRIC_NAMES = {"entity_f1": "entity F1", "token_f1": "token macro F1"}
 
 
 def _save(fig, path) -> None:
@@ -59,7 +59,7 @@ def f1_vs_time(summary: pd.DataFrame, path, metric: str = "entity_f1") -> None:
     if (shown.time_h > 0).all() and not shown.empty:
         ax.set_xscale("log")
     ax.set_xlabel("time cost (hours: adaptation + distillation)")
-    ax.set_ylabel(f"average test {METRIC_NAMES[metric]} (%)")
+    ax.set_ylabel(f"average test {METRIC_TITLES[metric]} (%)")
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)

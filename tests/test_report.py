@@ -78,7 +78,7 @@ def test_average_rule_reproduces_every_paper_average():
             half = p[col + "_ci"] / t  # two seeds p -+ h: s = h * sqrt(2), ci = t * s / sqrt(2) = t * h
             for seed, v in enumerate((p[col] - half, p[col] + half)):
                 rows.append({"model": f"{p.table}:{p.model}", "dataset": dataset, "seed": seed, "params": 1,
-                             "test_entity_f1": v / 100, "test_token_f1": v / 100})
+                             "test_entity_f1": v / 100, "test_token_f1": v / 100, "test_piece_f1": v / 100})
     runs = pd.DataFrame(rows)
     models = {m: {"role": "student", "train_runs": []} for m in runs.model.unique()}
     summary = report.aggregate(runs, models, {}, DATASETS)
@@ -149,7 +149,8 @@ def test_paper_params_read_the_folders_configs(tmp_path, minilm):
 
 
 def result_json(path, model, dataset, seed, f1, token_f1, role="student", params=22_000_000):
-    metrics = {"entity": {"precision": f1, "recall": f1, "f1": f1, "per_type": {}}, "token_macro_f1": token_f1}
+    metrics = {"entity": {"precision": f1, "recall": f1, "f1": f1, "per_type": {}}, "token_macro_f1": token_f1,
+               "piece_macro_f1": token_f1}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "name": model, "source": "x", "role": role, "dataset": dataset, "seed": seed, "epochs": 1,
@@ -347,7 +348,8 @@ def test_a_result_file_that_is_not_a_json_object_is_named(tmp_path):
 
 def claim_runs(scores: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
     """Fine-tuning results: {model: {dataset: [F1 of seed 1, 2, ...] (None: missing)}} as load_runs gives them."""
-    rows = [{"model": m, "dataset": d, "seed": seed, "params": 1, "test_entity_f1": f1 / 100, "test_token_f1": f1 / 100}
+    rows = [{"model": m, "dataset": d, "seed": seed, "params": 1, "test_entity_f1": f1 / 100, "test_token_f1": f1 / 100,
+             "test_piece_f1": f1 / 100}
             for m, per_dataset in scores.items() for d, values in per_dataset.items()
             for seed, f1 in enumerate(values, 1) if f1 is not None]
     return pd.DataFrame(rows)
@@ -398,9 +400,9 @@ def test_claims_from_the_same_results_as_the_tables(tmp_path, fixture_results):
     paths, seconds = fixture_results
     runs, _ = report.load_runs(paths)
     table, verdicts = report.claims(runs, seconds, MODELS, LAYOUTS, DATASETS)
-    c1 = table[(table.claim == "C1") & (table.quantity == "token F1 difference (points)")].set_index("dataset")
+    c1 = table[(table.claim == "C1") & (table.quantity == "piece F1 difference (points)")].set_index("dataset")
     assert list(c1.index) == ["BC5CDR", "BioNLP09", "NCBI-disease", "average"]
-    n, mean, ci = report.paired_differences(runs, "EDAD_linear", "exBERT_GD", DATASETS, "token_f1")["average"]
+    n, mean, ci = report.paired_differences(runs, "EDAD_linear", "exBERT_GD", DATASETS, "piece_f1")["average"]
     assert (c1.loc["average", "n"], c1.loc["average", "estimate"], c1.loc["average", "ci"]) == (n, mean, ci)
     assert n == 2 and mean == pytest.approx(5.0)  # EDAD 0.75 vs 0.70 at every seed: 5 points, no spread
     assert c1.loc["average", "paper"] == pytest.approx(88.3609 - 88.1266)
