@@ -23,6 +23,7 @@ include: "rules/vocab.smk"
 include: "rules/pretrain_data.smk"
 include: "rules/train.smk"
 include: "rules/finetune.smk"
+include: "rules/task_distill.smk"
 include: "rules/report_inputs.smk"
 include: "rules/report.smk"
 

@@ -59,6 +59,10 @@ def check_config(config: dict) -> None:
         problems.append(f"train.batch_size ({train['batch_size']}) must be a multiple of "
                         f"train.per_device_batch_size ({train['per_device_batch_size']}) x train.processes "
                         f"({train['processes']}) = {per_step}")
+    td = config["task_distill"]
+    if td["batch_size"] % td["per_device_batch_size"]:
+        problems.append(f"task_distill.batch_size ({td['batch_size']}) must be a multiple of "
+                        f"task_distill.per_device_batch_size ({td['per_device_batch_size']}) (one process)")
     if train["gpus"] and train["processes"] > train["gpus"]:
         problems.append(f"train.processes ({train['processes']}) > train.gpus ({train['gpus']}): "
                         "one process per GPU")

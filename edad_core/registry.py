@@ -12,13 +12,16 @@ training runs make a row's time cost) read.
 Rows follow the config: a teacher adaptation method, distillation teacher or alpha schedule that is not
 configured has no row. EDAD students are `EDAD_<schedule>` (Table 4's rows, labelled by schedule; the student of
 `report.edad_schedule` is Tables 2-3's "EDAD"), their jointly trained teachers `EDAD_<schedule>_teacher`
-(fine-tuned only when asked for). The published BioBERT and SciBERT (Table 3) are hub checkpoints: their rows carry
+(fine-tuned only when asked for). A student named in `task_distill.rows` also gets a row `<student>_TD`,
+task-distilled per dataset and seed (its source names them), beside its student in Table 6 (beyond the paper;
+edad_core.task_distill). The published BioBERT and SciBERT (Table 3) are hub checkpoints: their rows carry
 the published adaptation hours, and their GD students are distilled on the corpus tokenised with the teacher's own
 vocabulary (distill teacher `pub_biobert` / `pub_scibert`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import urllib.request
@@ -37,7 +40,7 @@ ADAPTED = {"biobert": "oiBioBERT", "scibert": "oiSciBERT", "exbert": "exBERT"}
 PUBLISHED = {"BioBERT": "pub_biobert", "SciBERT": "pub_scibert"}  # row name -> distill teacher wildcard
 PAPER_TABLES = "paper_tables.csv"  # edad_core/data/: the paper's Tables 1-4 (source: docs/design.md §5)
 TABLES = (1, 2, 3, 4)  # the paper's tables the report lays out
-COST_TABLES = (1, 2, 3)  # the tables with parameter and time-cost columns (Table 4 has F1 only)
+COST_TABLES = (1, 2, 3, 6)  # the tables with parameter and time-cost columns (Table 4 has F1 only; 6: ours)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ class ModelRow:
     published_hours: float | None = None  # a published checkpoint's adaptation time (exBERT's paper)
     hub: str | None = None  # a published checkpoint it needs, which may not be had (then the row is skipped)
     teacher: str | None = None  # a student's teacher row: its width sets TinyBERT's projection (parameter count)
+    task_runs: tuple[str, ...] = ()  # runs made per dataset and seed (results/train/<run>/<dataset>/seed<k>): the
+    # mean of their train_seconds adds to the time cost
+
+    def folder(self, dataset: str, seed: int | str) -> str:
+        """`source` for one fine-tuning job: a task-distilled row's source names its dataset and seed."""
+        return self.source.format(dataset=dataset, seed=seed)
 
     @property
     def workflow_made(self) -> bool:
@@ -86,7 +95,43 @@ def build_registry(config: dict) -> dict[str, ModelRow]:
         rows.append(ModelRow(f"EDAD_{s}", "student", f"train/edad_{s}/student", (f"edad_{s}",), tables,
                              teacher=f"EDAD_{s}_teacher"))
         rows.append(ModelRow(f"EDAD_{s}_teacher", "teacher", f"train/edad_{s}/teacher", (f"edad_{s}",)))
-    return {row.name: row for row in rows}
+    return task_distilled({row.name: row for row in rows}, config.get("task_distill", {}))
+
+
+TASK_DISTILLED = "_TD"
+TASK_TABLE = 6  # beyond the paper: each task-distilled row beside its student
+
+
+def task_distill_students(registry: dict[str, ModelRow], rows: list[str]) -> list[str]:
+    """The students of config task_distill.rows; a name that is not a pretrained student (a `_GD` or `EDAD_*`
+    row of the registry) is an error naming the key."""
+    students = [n for n, r in registry.items() if r.role == "student" and r.workflow_made]
+    if bad := [n for n in rows if n not in students]:
+        raise ValueError(f"task_distill.rows: {bad} are not pretrained students of this config; choose among "
+                         f"{students}")
+    return rows
+
+
+def task_distilled(registry: dict[str, ModelRow], settings: dict) -> dict[str, ModelRow]:
+    """The registry plus a `<student>_TD` row after each student of task_distill.rows, both in Table 6 (the
+    student keeps its other tables). The _TD row is its student (runs, teacher) task-distilled per dataset and
+    seed; its time cost adds the mean over datasets and seeds of the teacher's fine-tuning and the task
+    distillation (run `td_<student>`)."""
+    students = task_distill_students(registry, settings.get("rows") or [])
+    teachers = [n for n, r in registry.items() if r.role == "teacher"]
+    if students and settings["teacher"] not in teachers:
+        raise ValueError(f"task_distill.teacher: {settings['teacher']!r} is not a teacher row of this config; "
+                         f"choose among {teachers}")
+    out = {}
+    for name, row in registry.items():
+        if name not in students:
+            out[name] = row
+            continue
+        td = name + TASK_DISTILLED
+        out[name] = dataclasses.replace(row, tables={**row.tables, TASK_TABLE: name})
+        out[td] = dataclasses.replace(row, name=td, source=f"train/td_{name}/{{dataset}}/seed{{seed}}/student",
+                                      tables={TASK_TABLE: td}, task_runs=(f"td_{name}",))
+    return out
 
 
 def paper_figures() -> pd.DataFrame:

