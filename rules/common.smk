@@ -123,6 +123,20 @@ def run_description(stage, variant, repeat=0):
     return {"stage": stage, **run, "train": settings}
 
 
+TD = config["task_distill"]
+TD_STUDENTS = [n.removesuffix("_TD") for n, row in REGISTRY.items() if row.task_runs]
+
+
+def task_distill_description(w):
+    """Everything a task distillation computes from (its work folder's fingerprint with the inputs' checksums)."""
+    choices = ("optimizer", "adam_eps", "weight_decay", "max_grad_norm", "clip_mode", "precision")
+    settings = {k: v for k, v in TD.items() if k not in ("rows", "teacher", "threads")}
+    settings.update({k: config["train"][k] for k in choices})
+    settings.update({k: config["finetune"][k] for k in ("max_length", "group_by_length")})
+    return {"stage": "task_distill", "row": f"{w.student}_TD", "teacher": TD["teacher"], "dataset": w.dataset,
+            "seed": int(w.seed), "settings": settings}
+
+
 def train_params(stage, variant, repeat=False):
     """Params of every training rule (the launcher, the run description, the folders)."""
     return dict(

@@ -2,8 +2,7 @@
 # fine-tuned per dataset and seed as every row is, its weights kept until the task distillations that read them
 # are done; each student of task_distill.rows is distilled from it per dataset and seed into the tagger that row
 # `<student>_TD` fine-tunes (rules/finetune.smk). No rows configured (the default): no job of this file is planned.
-TD = config["task_distill"]
-TD_STUDENTS = [n.removesuffix("_TD") for n, row in REGISTRY.items() if row.task_runs]
+# Needs from rules/common.smk: TD, TD_STUDENTS, task_distill_description, finetune_settings.
 
 
 use rule finetune as finetune_kept with:
@@ -19,16 +18,6 @@ use rule finetune as finetune_kept with:
 
 
 ruleorder: finetune_kept > finetune
-
-
-def task_distill_description(w):
-    """Everything a task distillation computes from (its work folder's fingerprint with the inputs' checksums)."""
-    choices = ("optimizer", "adam_eps", "weight_decay", "max_grad_norm", "clip_mode", "precision")
-    settings = {k: v for k, v in TD.items() if k not in ("rows", "teacher", "threads")}
-    settings.update({k: config["train"][k] for k in choices})
-    settings.update({k: config["finetune"][k] for k in ("max_length", "group_by_length")})
-    return {"stage": "task_distill", "row": w.student + "_TD", "teacher": TD["teacher"], "dataset": w.dataset,
-            "seed": int(w.seed), "settings": settings}
 
 
 rule task_distill:

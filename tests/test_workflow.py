@@ -81,6 +81,21 @@ def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path, 
     assert counts["finetune"] == 17 * 3 * 5 and counts["skipped_model"] == 2  # BioBERT and BioBERT_GD now run
 
 
+def test_task_distilled_rows_plan_their_teachers_distillations_and_table6(tmp_path):
+    """Only when task_distill.rows names a student (the paper config plans none: the test above)."""
+    overlay = tmp_path / "td.yaml"
+    overlay.write_text("task_distill:\n  rows: [EDAD_linear]\n  teacher: exBERT\n")
+    counts, jobs = planned_jobs(tmp_path, "--configfile", str(overlay))
+    # exBERT's 15 fine-tunings keep their weights (finetune_kept); EDAD_linear_TD's 15 are added to the 15 x 15
+    assert (counts["finetune_kept"], counts["task_distill"], counts["finetune"]) == (15, 15, 14 * 15 + 15)
+    assert '"keep_model": true' in jobs and "results/table6.md" in jobs
+    assert ("--name EDAD_linear_TD --model results/train/td_EDAD_linear/BC5CDR-IOB/seed3/student --tokenizer= "
+            "--role student --dataset BC5CDR-IOB") in jobs
+    overlay.write_text("task_distill:\n  rows: [exBERT]\n")
+    out = snakemake(tmp_path, "-n", "--configfile", str(overlay))
+    assert out.returncode != 0 and "task_distill.rows: ['exBERT'] are not pretrained students" in out.stdout + out.stderr
+
+
 def test_bad_config_is_rejected_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  batch_size: 0\n")
