@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from transformers import AutoTokenizer
 
 from edad_core.engine import Engine, TrainConfig
 from edad_core.files import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_file
@@ -121,9 +122,9 @@ def load_teacher(teacher_dir, labels: list[str]) -> ExBertForTokenClassification
 
 def check_same_vocab(teacher_dir, student_dir) -> None:
     """Distillation compares the two models piece by piece: they must tokenise alike."""
-    if sha256_file(Path(teacher_dir, "vocab.txt")) != sha256_file(Path(student_dir, "vocab.txt")):
-        raise ValueError(f"{teacher_dir}/vocab.txt and {student_dir}/vocab.txt differ: a task-distillation teacher "
-                         "and its student must share one vocabulary (task_distill.teacher and task_distill.rows)")
+    if AutoTokenizer.from_pretrained(teacher_dir).get_vocab() != AutoTokenizer.from_pretrained(student_dir).get_vocab():
+        raise ValueError(f"the tokenizers of {teacher_dir} and {student_dir} differ: a task-distillation teacher and "
+                         "its student must share one vocabulary (task_distill.teacher and task_distill.rows)")
 
 
 def copy_tokenizer(model_dir, folder: Path) -> None:

@@ -4,6 +4,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+import torch
 
 PROJECT = Path(__file__).resolve().parents[1]
 MIRROR = PROJECT.parent / "shared" / "mirror"
@@ -42,3 +43,16 @@ def exbert_layout_vocab(tmp_path_factory, minilm) -> Path:
     path = tmp_path_factory.mktemp("exbert-vocab") / "exBERT_vocab.txt"
     path.write_text("".join(t + "\n" for t in base + extension), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one thread is as fast, and spares OpenMP's spin-waits when other jobs share the 2 cores (the
+    engine sets torch's threads from OMP_NUM_THREADS); the same thread count in a test and its subprocesses gives
+    the same reductions, so the same weights. Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        yield
+    torch.set_num_threads(threads)

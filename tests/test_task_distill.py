@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 from test_ner import LABELS, fixture_dataset  # noqa: I001  (tests/ is on sys.path under pytest)
 
 from edad_core import stages, task_distill
@@ -33,15 +34,7 @@ SETTINGS = {"epochs": {"intermediate": 1, "prediction": 2}, "lr": {"intermediate
             "group_by_length": True, "max_length": 16, "unlabelled_sentences": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread in this process and in the subprocesses: the same reductions, so the same weights."""
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: here and in the subprocesses
 
 
 def save_with_tokenizer(model, folder: Path, minilm: Path) -> Path:
@@ -180,7 +173,7 @@ def test_kill_9_mid_run_and_a_rerun_give_the_same_weights(tiny, tmp_path):
     assert log(folder) == log(reference)
 
 
-def test_a_mismatched_teacher_is_named(tiny, tmp_path, minilm):
+def test_a_mismatched_teacher_is_named(tiny, tmp_path):
     other = tmp_path / "other-labels"
     shutil.copytree(tiny.teacher, other)
     config = json.loads((other / "config.json").read_text())
@@ -189,7 +182,9 @@ def test_a_mismatched_teacher_is_named(tiny, tmp_path, minilm):
     with pytest.raises(ValueError, match="fine-tuned on another dataset"):
         run_task_distill(description(), data_dir=tiny.data, teacher_dir=other, student_dir=tiny.student,
                          output_dir=tmp_path / "out", work_dir=tmp_path / "work")
-    (other / "vocab.txt").write_text((minilm / "vocab.txt").read_text() + "extra\n")
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["hepatotoxicity"])
+    tokenizer.save_pretrained(other)
     with pytest.raises(ValueError, match="share one vocabulary"):
         run_task_distill(description(), data_dir=tiny.data, teacher_dir=other, student_dir=tiny.student,
                          output_dir=tmp_path / "out", work_dir=tmp_path / "work")
