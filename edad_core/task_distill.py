@@ -23,7 +23,6 @@ settings are config task_distill plus the training choices (optimizer, clipping,
 from __future__ import annotations
 
 import json
-import logging
 import random
 import shutil
 from pathlib import Path
@@ -39,8 +38,6 @@ from edad_core.modeling import ExBertForTokenClassification
 from edad_core.ner import TokenDataset, collate, encode, load_model
 from edad_core.ner_data import read_iob
 from edad_core.stages import DistillationStudent, claim_work_dir
-
-log = logging.getLogger(__name__)
 
 PHASES = ("intermediate", "prediction")
 # TinyBERT's task_distill.py: lr schedule per phase (BertAdam schedule "none", then "warmup_linear")
