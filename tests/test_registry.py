@@ -47,9 +47,13 @@ def test_task_distilled_rows_only_when_named():
     config["task_distill"] = {**PAPER["task_distill"], "rows": ["EDAD_linear", "exBERT_GD"]}
     rows = build_registry(config)
     td = rows["EDAD_linear_TD"]
-    assert (td.role, td.tables, td.train_runs, td.task_runs) == ("student", (6,), ("edad_linear",), ("td_EDAD_linear",))
+    assert (td.role, td.tables, td.train_runs, td.task_runs, td.teacher) == (
+        "student", {6: "EDAD_linear_TD"}, ("edad_linear",), ("td_EDAD_linear",), "EDAD_linear_teacher")
     assert td.folder("BC5CDR-IOB", 2) == "train/td_EDAD_linear/BC5CDR-IOB/seed2/student"
-    assert rows["EDAD_linear"].tables == (2, 3, 4, 6) and rows["exBERT_GD_TD"].train_runs == ("adapt_exbert", "gd_exbert")
+    assert rows["EDAD_linear"].tables == {2: "EDAD", 3: "EDAD", 4: "linear", 6: "EDAD_linear"}
+    assert rows["exBERT_GD_TD"].train_runs == ("adapt_exbert", "gd_exbert")
+    assert registry.table_layout(rows, 6) == [("exBERT_GD", "exBERT_GD"), ("exBERT_GD_TD", "exBERT_GD_TD"),
+                                              ("EDAD_linear", "EDAD_linear"), ("EDAD_linear_TD", "EDAD_linear_TD")]
     assert list(rows).index("EDAD_linear_TD") == list(rows).index("EDAD_linear") + 1
     for key, value, message in (("rows", ["exBERT"], "task_distill.rows"), ("rows", ["EDAD_linear_teacher"], "rows"),
                                 ("teacher", "EDAD_linear", "task_distill.teacher")):

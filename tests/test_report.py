@@ -226,17 +226,27 @@ def test_a_task_distilled_row_costs_its_student_plus_the_mean_teacher_fine_tunin
     paths, seconds = fixture_results
     seconds = {**seconds, **report.run_seconds({"td_EDAD_linear": td_runs})}
     assert seconds["td_EDAD_linear"] == [600.0, 600.0, 680.0]
-    models = {"EDAD_linear": {**MODELS["EDAD_linear"], "tables": {**MODELS["EDAD_linear"]["tables"], 6: "EDAD_linear"}},
-              "EDAD_linear_TD": {"role": "student", "train_runs": ["edad_linear"], "task_runs": ["td_EDAD_linear"],
-                                 "published_hours": None, "tables": {6: "EDAD_linear_TD"}}}
+    models = {"EDAD_linear": MODELS["EDAD_linear"],
+              "EDAD_linear_TD": {**MODELS["EDAD_linear"], "task_runs": ["td_EDAD_linear"]}}
     hours = [(s + np.mean([600, 600, 680])) / 3600 for s in (4000, 4100, 3900)]
-    assert report.time_cost(models["EDAD_linear_TD"], seconds)[:2] == pytest.approx(report.mean_ci(hours))
+    assert report.time_cost(models["EDAD_linear_TD"], seconds, True)[:2] == pytest.approx(report.mean_ci(hours))
     with pytest.raises(ValueError, match="td_EDAD_linear"):
-        report.time_cost(models["EDAD_linear_TD"], {"edad_linear": [1.0]})
+        report.time_cost(models["EDAD_linear_TD"], {"edad_linear": [1.0]}, True)
     runs, skipped = report.load_runs(paths)
-    t6 = report.paper_table(6, report.aggregate(runs, models, seconds, DATASETS), models, skipped, DATASETS)
+    layout = [("EDAD_linear", "EDAD_linear"), ("EDAD_linear_TD", "EDAD_linear_TD")]
+    t6 = report.paper_table(6, report.aggregate(runs, models, seconds, DATASETS), layout, models, skipped, DATASETS)
     assert list(t6.Model) == ["EDAD_linear", "EDAD_linear_TD"] and not [c for c in t6.columns if "paper" in c]
-    assert t6.set_index("Model").loc["EDAD_linear_TD", "note"] == "no results"
+    assert t6.set_index("Model").loc["EDAD_linear_TD", "note"] == "no results" and "Time cost (h)" in t6.columns
+    assert "beyond the paper" in report.table_caption(6, report.aggregate(runs, models, seconds, DATASETS), layout)
+    # the claims table pairs the _TD row with its student by seed: here 1 point better on every seed and dataset
+    td = runs[runs.model == "EDAD_linear"].assign(model="EDAD_linear_TD")
+    td[[c for c in td.columns if c.endswith("_f1")]] += 0.01
+    table, verdicts = report.claims(pd.concat([runs, td]), seconds, models, {6: layout}, DATASETS)
+    average = table[(table.claim == "T1") & (table.dataset == "average")]
+    assert list(average.comparison.unique()) == ["EDAD_linear_TD - EDAD_linear"]
+    assert average.estimate.to_numpy() == pytest.approx(1.0) and (average.n == 2).all()
+    assert any(v.startswith("**T1**") and "**supported**" in v for v in verdicts)
+    assert not any(v.startswith("**T1**") for v in report.claims(runs, seconds, MODELS, {}, DATASETS)[1])
 
 
 def test_tables_from_fixture_runs(fixture_results):
