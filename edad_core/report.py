@@ -341,7 +341,8 @@ def table_caption(number: int, summary: pd.DataFrame, layout) -> str:
         "tagger's own count is in Table 5). Time cost (h): training-loop hours, a student's including its "
         f"teacher's adaptation, measured on {devices or 'no device (no timed run)'}; the paper's on 4 RTX 3090s. "
         "Published adaptation hours (models.published.*.adaptation_hours) count only in a row whose results exist "
-        "here.")
+        "here." + ("" if number in TABLES else " A _TD row's time cost adds the mean over datasets and seeds of its "
+                   "teacher's fine-tuning and its task distillation."))
 
 
 def write_table(table: pd.DataFrame, stem, caption: str | None = None) -> None:
@@ -481,8 +482,8 @@ def claims(runs: pd.DataFrame, seconds: dict[str, list[float]], models: dict, la
 
 def _claim_figure(row: dict) -> str:
     digits, sign = (3, "") if row["quantity"] == "time ratio" else (2, "+")
-    return (f"{row['comparison']}, {row['quantity']}: {fmt(row['estimate'], row['ci'], digits)}, n={row['n']}; "
-            f"paper {row['paper']:{sign}.{digits}f}")
+    paper = "" if pd.isna(row["paper"]) else f"; paper {row['paper']:{sign}.{digits}f}"  # T1: not the paper's
+    return f"{row['comparison']}, {row['quantity']}: {fmt(row['estimate'], row['ci'], digits)}, n={row['n']}{paper}"
 
 
 def write_claims(table: pd.DataFrame, verdicts: list[str], stem) -> None:
