@@ -31,13 +31,14 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer
 
+from edad_core.checkpointing import claim_work_dir, tokenizer_sha256, weights_sha256
 from edad_core.engine import Engine, TrainConfig
 from edad_core.files import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_file
 from edad_core.losses import distilled_teacher_layers
 from edad_core.modeling import ExBertForTokenClassification
 from edad_core.ner import TokenDataset, collate, encode, load_model
 from edad_core.ner_data import read_iob
-from edad_core.stages import DistillationStudent, claim_work_dir
+from edad_core.stages import DistillationStudent
 
 PHASES = ("intermediate", "prediction")
 # TinyBERT's task_distill.py: lr schedule per phase (BertAdam schedule "none", then "warmup_linear")
@@ -150,8 +151,9 @@ def _phase_models(phase: str, student, teacher, settings: dict):
 def run_task_distill(run: dict, *, data_dir, teacher_dir, student_dir, output_dir, work_dir, corpus=None,
                      teacher_seconds: float = 0.0) -> dict:
     """Both phases, one process (the rule runs it as a fine-tuning job). Each phase resumes from its own
-    checkpoints and a finished one (its train_summary.json, written last) is not run again; the work folder is
-    claimed by the run description and the inputs' checksums. Writes output_dir/student (the tagger with its
+    checkpoints (the engine claims `<work_dir>/<phase>/work` with the phase's fingerprint) and a finished one (its
+    train_summary.json, written last) is not run again; `work_dir` itself is claimed by the run description and
+    the inputs' checksums, so a changed input removes the finished phases too. Writes output_dir/student (the tagger with its
     tokenizer), metrics-<phase>.jsonl and train_summary.json (train_seconds and train_cpu_seconds of both phases,
     each phase's own summary, and `teacher_finetune_seconds`: the teacher's fine-tuning, which the row's time cost
     adds)."""
@@ -160,10 +162,12 @@ def run_task_distill(run: dict, *, data_dir, teacher_dir, student_dir, output_di
     index = {l: i for i, l in enumerate(labels)}
     check_same_vocab(teacher_dir, student_dir)
     use_corpus = settings["unlabelled_sentences"] > 0
-    claim_work_dir(work_dir, {"run": run, "teacher_sha256": sha256_file(Path(teacher_dir, "model.safetensors")),
-                              "student_sha256": sha256_file(Path(student_dir, "model.safetensors")),
-                              "data_sha256": sha256_file(Path(data_dir, "train.tsv")),
-                              "corpus_sha256": sha256_file(corpus) if use_corpus else None})
+    inputs = {"run": {k: v for k, v in run.items() if k != "settings"}, "teacher": weights_sha256(str(teacher_dir)),
+              "tokenizer": tokenizer_sha256(student_dir), "data": sha256_file(Path(data_dir, "train.tsv")),
+              "labels": labels, "corpus": sha256_file(corpus) if use_corpus else None,
+              "settings": {k: v for k, v in settings.items() if k not in ("log_every", "checkpoint_every")}}
+    # the whole folder, finished phases included, belongs to these inputs: another run starts over
+    claim_work_dir(work_dir, {**inputs, "student": weights_sha256(str(student_dir))})
     teacher = load_teacher(teacher_dir, labels)
     train = read_iob(Path(data_dir) / "train.tsv")
     sentences = [words for words, _ in train]
@@ -187,8 +191,9 @@ def run_task_distill(run: dict, *, data_dir, teacher_dir, student_dir, output_di
                     student.save_pretrained(tmp)
                     copy_tokenizer(student_dir, tmp)
 
+            fingerprint = {**inputs, "phase": phase, "source": weights_sha256(str(source))}
             with Engine(_train_config(settings, phase, seed, folder), models, ["student"], dataset,
-                        lambda b: collate(b, pad_id), step, lengths=dataset.lengths) as engine:
+                        lambda b: collate(b, pad_id), step, lengths=dataset.lengths, fingerprint=fingerprint) as engine:
                 engine.train(save_models=save)
         summaries[phase] = json.loads((folder / "train_summary.json").read_text())
         source = folder / "student"
