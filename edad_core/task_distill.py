@@ -1,4 +1,4 @@
-"""Task-specific distillation, TinyBERT's second stage (beyond the paper; docs/design.md decision 15):
+"""Task-specific distillation, TinyBERT's second stage (beyond the paper; docs/design.md decision 17):
 
     summary = run_task_distill(run, data_dir="results/ner/BC5CDR-IOB", teacher_dir=..., student_dir=...,
                                output_dir=..., work_dir=..., corpus=None)
