@@ -66,6 +66,15 @@ def check_config(config: dict) -> None:
     if train["gpus"] and train["processes"] > train["gpus"]:
         problems.append(f"train.processes ({train['processes']}) > train.gpus ({train['gpus']}): "
                         "one process per GPU")
+    export = config["export"]["ner"]
+    datasets = [d if isinstance(d, str) else d["name"] for d in config["ner"]["datasets"]]
+    rows = config["finetune"]["models"]
+    if unknown := [d for d in export["datasets"] or [] if d not in datasets]:
+        problems.append(f"export.ner.datasets: {unknown} not in ner.datasets {datasets}")
+    if rows is not None and (unknown := [r for r in export["rows"] if r not in rows]):
+        problems.append(f"export.ner.rows: {unknown} not in finetune.models {rows} (an export needs its fine-tuning)")
+    if export["seed"] is not None and export["seed"] not in config["finetune"]["seeds"]:
+        problems.append(f"export.ner.seed ({export['seed']}) not in finetune.seeds {config['finetune']['seeds']}")
     if config["mirror"] or os.environ.get("EDAD_MIRROR"):
         try:
             mirror_root(config["mirror"])

@@ -125,15 +125,22 @@ def split_sentences(text: str) -> list[str]:
     sentences = []
     for line in text.splitlines():
         line = " ".join(line.split())
-        start = 0
-        for m in BOUNDARY.finditer(line):
-            if line[m.start()] == "." and _is_abbreviation(line, m.start()):
-                continue
-            sentences.append(line[start : m.end()].rstrip())
-            start = m.end()
-        if start < len(line):
-            sentences.append(line[start:])
+        sentences += [line[start:end] for start, end in sentence_spans(line)]
     return sentences
+
+
+def sentence_spans(line: str) -> list[tuple[int, int]]:
+    """[start, end) of each sentence of one line (see split_sentences), whitespace around it left out; the
+    tagger (edad_core.tagger) keeps these character offsets."""
+    spans, start = [], 0
+    for m in BOUNDARY.finditer(line):
+        if line[m.start()] == "." and _is_abbreviation(line, m.start()):
+            continue
+        spans.append((start, m.end()))
+        start = m.end()
+    spans.append((start, len(line)))
+    return [(s + len(line[s:e]) - len(line[s:e].lstrip()), s + len(line[s:e].rstrip()))
+            for s, e in spans if line[s:e].strip()]
 
 
 PMC_TXT_SECTION = re.compile(r"^==== (\w+)[ \t]*$", re.MULTILINE)

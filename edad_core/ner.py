@@ -47,7 +47,6 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +63,7 @@ from edad_core.engine import Engine, TrainConfig
 from edad_core.files import atomic_write_json, atomic_write_text, sha256_file
 from edad_core.modeling import ExBertForTokenClassification
 from edad_core.ner_data import read_iob
+from edad_core.windows import Window, encode, encode_cut, word_pieces  # noqa: F401  (word_pieces: tests)
 
 log = logging.getLogger(__name__)
 
@@ -74,91 +74,6 @@ PROTOCOLS = {
     "standard": dict(optimizer="adamw", adam_eps=1e-8, clip_mode="global", lr_schedule="linear_warmup"),
     "authors": dict(optimizer="bert_adam", adam_eps=1e-6, clip_mode="per_tensor", lr_schedule="constant"),
 }
-
-
-@dataclass
-class Window:
-    """One model input: a sentence's words [start, end) and the words it owns (predicts)."""
-
-    sentence: int
-    input_ids: list[int]
-    first_piece: list[int]  # position in input_ids of each word's first piece (words start .. end-1)
-    start: int
-    owned: range  # word indices this window predicts
-
-
-def word_pieces(tokenizer, sentences: list[list[str]]) -> list[list[list[int]]]:
-    """Piece ids per word per sentence (one fast-tokenizer call); a word without pieces becomes [UNK]."""
-    encoded = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
-    out = []
-    for i, words in enumerate(sentences):
-        pieces = [[] for _ in words]
-        for piece, word in zip(encoded["input_ids"][i], encoded.word_ids(i)):
-            pieces[word].append(piece)
-        out.append([p or [tokenizer.unk_token_id] for p in pieces])
-    return out
-
-
-def windows(pieces: list[list[int]], budget: int) -> list[tuple[int, int]]:
-    """Word spans [start, end) of at most `budget` pieces covering the sentence; the next starts where half of the
-    previous one's pieces remain (a single word longer than the budget is a window of its own, cut)."""
-    counts = [len(p) for p in pieces]
-    spans, start, n = [], 0, len(pieces)
-    while True:
-        end, used = start, 0
-        while end < n and (used + counts[end] <= budget or end == start):
-            used += counts[end]
-            end += 1
-        spans.append((start, end))
-        if end == n:
-            return spans
-        nxt, rest = end, 0
-        while nxt - 1 > start and rest + counts[nxt - 1] <= budget // 2:
-            nxt -= 1
-            rest += counts[nxt]
-        start = nxt
-
-
-def encode(tokenizer, sentences: list[list[str]], max_length: int) -> list[Window]:
-    """The windows of every sentence, with each word owned by the window where it has the most context."""
-    budget = max_length - 2
-    result = []
-    for s, pieces in enumerate(word_pieces(tokenizer, sentences)):
-        spans = windows(pieces, budget)
-        best = {}  # word -> (context, window index)
-        built = []
-        for k, (start, end) in enumerate(spans):
-            ids, first = [tokenizer.cls_token_id], []
-            for w in range(start, end):
-                first.append(len(ids))
-                ids.extend(pieces[w][: budget - len(ids) + 1])
-            ids = ids[: budget + 1] + [tokenizer.sep_token_id]
-            last = len(ids) - 2
-            for w, pos in zip(range(start, end), first):
-                context = min(pos - 1, last - pos)
-                if w not in best or context > best[w][0]:
-                    best[w] = (context, k)
-            built.append((start, end, ids, first))
-        for k, (start, end, ids, first) in enumerate(built):
-            owned = [w for w in range(start, end) if best[w][1] == k]
-            result.append(Window(s, ids, first, start, range(owned[0], owned[-1] + 1) if owned else range(0)))
-    return result
-
-
-def encode_cut(tokenizer, sentences: list[list[str]], max_length: int) -> list[Window]:
-    """Finetuning_NER.py's inputs: one per sentence, [CLS] + its first max_length - 2 pieces + [SEP]; the window
-    owns the words whose first piece is inside."""
-    budget = max_length - 2
-    result = []
-    for s, pieces in enumerate(word_pieces(tokenizer, sentences)):
-        ids, first = [tokenizer.cls_token_id], []
-        for p in pieces:
-            if len(ids) > budget:
-                break
-            first.append(len(ids))
-            ids.extend(p)
-        result.append(Window(s, ids[: budget + 1] + [tokenizer.sep_token_id], first, 0, range(len(first))))
-    return result
 
 
 def window_labels(win: Window, tags: list[int], every_piece: bool = False) -> list[int]:

@@ -56,3 +56,11 @@ def one_thread():
         torch.set_num_threads(1)
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tagger_run(tmp_path_factory, mirror, minilm) -> Path:
+    """A tiny exBERT fine-tuned on BC5CDR sentences, model kept (tests/tagger_model.py)."""
+    from tagger_model import make_tagger_run
+
+    return make_tagger_run(tmp_path_factory.mktemp("tagger"), mirror, minilm)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForTokenClassification, BertConfig, BertModel
 
-import edad_core  # noqa: F401  (registers the Auto classes)
+import edad_core.modeling  # noqa: F401  (registers the Auto classes)
 from edad_core.modeling import (
     ExBertConfig,
     ExBertForPreTraining,

@@ -1,0 +1,248 @@
+"""A fine-tuned NER model as a tagger anyone can run (rule export_ner): the kept model of one seed, its code for
+transformers alone (edad_core.hub), the settings the tagger needs, a check that the tagger reproduces the run's
+test predictions, its speed, and a model card.
+
+    seed = median_seed(results)                      # results: result.json of every seed of one model x dataset
+    export_ner(result_dir=".../seed2", summary_csv=..., test_tsv=..., out_dir=..., provenance={...}, command=...)
+
+The check: the test split's sentences, written as raw text with known offsets (one sentence per line, words
+separated by a space, none after a period, ! or ? (and closing brackets) inside a sentence, as real text has
+"2.5" and "i.v.)"), are tagged
+end to end; every word's label must equal the run's predictions-test.conll, the entities' IOB2 tags must equal
+that file's tags decoded the same way, and the seqeval F1 must be the run's (check.json; a difference is logged
+and shown in the card, not fatal: a near tie decided by float noise is no error).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from seqeval.metrics import f1_score
+
+from edad_core.files import atomic_write_json
+from edad_core.hub import export_for_hub
+from edad_core.ner_data import read_iob
+from edad_core.report import paper_dataset
+from edad_core.tagger import SCHEMES, TAGGER_KEY, Tagger
+
+log = logging.getLogger(__name__)
+
+NER_DATA = ("the MTL-Bioinformatics-2016 copies of the benchmarks (Crichton et al. 2017, BMC Bioinformatics 18:368; "
+            "https://github.com/cambridgeltl/MTL-Bioinformatics-2016), licence CC BY 4.0")
+CORPUS_PAPERS = {
+    "BC5CDR": "Li et al. 2016, BioCreative V CDR task corpus: a resource for chemical disease relation extraction, "
+              "Database 2016:baw068",
+    "BioNLP09": "Kim et al. 2009, Overview of BioNLP'09 shared task on event extraction, BioNLP 2009 Workshop",
+    "NCBI-disease": "Dogan, Leaman & Lu 2014, NCBI disease corpus: a resource for disease name recognition and "
+                    "concept normalization, J Biomed Inform 47:1-10",
+}
+PMC = ("PubMed Central Open Access articles (the PMC Article Datasets on AWS), each under its own licence ({licenses}); "
+       "this model was made with publications available through the PMC Open Access Subset, courtesy of the "
+       "U.S. National Library of Medicine (NLM)")
+URL_SOURCES = {
+    "UCDenver-ccp/CRAFT": "CRAFT corpus articles (PMC Open Access full texts; each article's licence is in its "
+                          "<PMID>.copyright file, mostly CC BY)",
+    "PLOS/allofplos": "PLOS articles from allofplos (each under the licence in its <permissions>: CC BY or public "
+                      "domain)",
+}
+
+
+def median_seed(results: list[dict]) -> int:
+    """The seed whose devel entity F1 is the median (the lower median for an even count; ties by seed)."""
+    ranked = sorted(results, key=lambda r: (r["metrics"]["devel"]["entity"]["f1"], r["seed"]))
+    return int(ranked[(len(ranked) - 1) // 2]["seed"])
+
+
+SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")  # what edad_core.corpus.BOUNDARY needs before its whitespace
+
+
+def raw_test_text(sentences: list[list[str]]) -> tuple[str, list[list[tuple[int, int]]]]:
+    """The sentences as text (see the module docstring) and every word's [start, end) in it."""
+    lines, offsets, pos = [], [], 0
+    for words in sentences:
+        line, spans = "", []
+        for word in words:
+            if line and not SENTENCE_END.search(line[-8:]):
+                line += " "
+            spans.append((pos + len(line), pos + len(line) + len(word)))
+            line += word
+        lines.append(line + "\n")
+        offsets.append(spans)
+        pos += len(line) + 1
+    return "".join(lines), offsets
+
+
+def check_and_time(tagger: Tagger, test_tsv, predictions_conll) -> dict:
+    """Tag the test text end to end; compare with the run's predictions (module docstring); speed."""
+    gold = read_iob(test_tsv)
+    run = [[line.split(" ")[2] for line in block.splitlines()]
+           for block in Path(predictions_conll).read_text().split("\n\n") if block.strip()]
+    text, offsets = raw_test_text([w for w, _ in gold])
+    start = time.perf_counter()
+    doc = next(tagger.tag([{"id": "test", "text": text}]))
+    seconds = time.perf_counter() - start
+    ours = [[t for _, _, t in sentence] for sentence in doc["sentences"]]
+    same_split = [[(s, e) for s, e, _ in sentence] for sentence in doc["sentences"]] == offsets
+    scheme = None if tagger.mode is None else SCHEMES[tagger.scheme]
+    gold_tags = [t for _, t in gold]
+
+    def differences(a, b):
+        return sum(x != y for p, q in zip(a, b) for x, y in zip(p, q)) if same_split else None
+
+    return {
+        "sentences": len(gold), "words": sum(len(w) for w, _ in gold), "characters": len(text),
+        "same_sentences_and_words": same_split,
+        "word_label_differences": differences(doc["word_labels"], run),
+        "entity_tag_differences": differences(ours, [tagger_tags(tagger, tags) for tags in run]),
+        "run_f1": f1_score(gold_tags, run, mode=tagger.mode, scheme=scheme),
+        "tagger_f1": f1_score(gold_tags, ours, mode=tagger.mode, scheme=scheme) if same_split else None,
+        "seconds": seconds, "sentences_per_s": len(gold) / seconds, "characters_per_s": len(text) / seconds,
+    }
+
+
+def tagger_tags(tagger: Tagger, tags: list[str]) -> list[str]:
+    """IOB2 tags of the entities the tagger decodes from `tags`."""
+    out = ["O"] * len(tags)
+    for label, first, last in tagger.entities(tags):
+        out[first:last] = [f"B-{label}"] + [f"I-{label}"] * (last - first - 1)
+    return out
+
+
+def _cell(row, key: str) -> str:
+    mean, ci = row[key], row[f"{key}_ci"]
+    return f"{mean:.2f}" if math.isnan(ci) else f"{mean:.2f} ± {ci:.2f}"
+
+
+def corpus_licences(sources: list[dict]) -> list[str]:
+    out = []
+    for s in sources:
+        if s["kind"] == "pmc":
+            out.append(PMC.format(licenses=", ".join(s.get("licenses", []))))
+        elif s["kind"] == "urls":
+            urls = s.get("urls") or Path(s["url_file"]).read_text().split()
+            known = [text for key, text in URL_SOURCES.items() if any(key in u for u in urls)]
+            out += known or [f"{len(urls)} documents from URLs; their licences are their publishers'"]
+        else:
+            out.append("local files: their licences are their owners'")
+    return out
+
+
+def model_card(*, name: str, model: str, dataset: str, seed: int, summary: pd.DataFrame, datasets: list[str],
+               check: dict, provenance: dict, command: str, settings: dict) -> ModelCard:
+    """The card: Hub metadata (model-index: test entity and token F1 of every dataset, from summary.csv) and text."""
+    row = summary.loc[model]
+    seeds = int(row[f"{dataset}:seeds"])
+    config, stats = provenance["model_config"], provenance["corpus_stats"]
+    types = sorted({label[2:] for label in config["id2label"].values() if label != "O"})
+    ext = config.get("ext_vocab_size", 0)
+    vocab = (f"{config['vocab_size'] + ext:,} word pieces: the base model's {config['vocab_size']:,} and {ext:,} "
+             "domain pieces learnt from the corpus (exBERT's extension)" if ext else
+             f"the base model's {config['vocab_size']:,} word pieces")
+    evals = [EvalResult(task_type="token-classification", task_name="Named entity recognition",
+                        dataset_type=paper_dataset(d), dataset_name=paper_dataset(d), dataset_split="test",
+                        metric_type=metric, metric_name=f"{title}, mean over {int(row[f'{d}:seeds'])} seeds",
+                        metric_value=float(row[f"{d}:{metric}"]))
+             for d in [dataset] for metric, title in (("entity_f1", "test entity F1 (%)"), ("token_f1", "test token macro F1 (%)"))]
+    data = ModelCardData(model_name=name, pipeline_tag="token-classification", library_name="transformers",
+                         tags=["biomedical", "ner", "edad", "knowledge-distillation"], eval_results=evals,
+                         datasets=[paper_dataset(dataset)], base_model=None)
+    mode = settings["seqeval_mode"] or "conlleval"
+    f1_rows = "\n".join(f"| {paper_dataset(d)} | {_cell(row, f'{d}:entity_f1')} | {_cell(row, f'{d}:token_f1')} | "
+                        f"{int(row[f'{d}:seeds'])} |" for d in datasets)
+    time_h = "" if math.isnan(row.time_h) else f"{row.time_h:.4g} h" + (
+        "" if math.isnan(row.time_ci_h) else f" ± {row.time_ci_h:.2g}")
+    paper = CORPUS_PAPERS.get(paper_dataset(dataset), paper_dataset(dataset))
+    agree = ("every word's label equals the run's" if check["word_label_differences"] == 0
+             else f"{check['word_label_differences']} word labels differ from the run's")
+    body = f"""
+# {name}
+
+A biomedical named-entity tagger for **{paper_dataset(dataset)}** ({", ".join(types)}),
+made by the EDAD workflow (Seo & Hwang, 2023, *EDAD: Efficient Domain Adaptive Distillation*): the model
+`{model}` fine-tuned on {paper_dataset(dataset)} with seed {seed}, the seed whose devel entity F1 is the median of
+the {seeds} seeds.
+
+```python
+from transformers import pipeline
+ner = pipeline("token-classification", model="{name}", trust_remote_code=True, aggregation_strategy="first")
+```
+
+or, with the EDAD package (sentence splitting, the training tokenisation, windows for long sentences):
+`edad predict {name} notes.txt -o entities.jsonl`.
+
+## Results (test split, mean ± 95% interval over the seeds)
+
+`{model}` fine-tuned on each dataset (this tagger is its {paper_dataset(dataset)} model):
+
+| dataset | entity F1 (%) | token macro F1 (%) | seeds |
+| --- | --- | --- | --- |
+{f1_rows}
+
+Entity F1: seqeval, micro-averaged over entity types, mode {mode}, scheme {settings["seqeval_scheme"]} (an entity
+counts only with exact boundaries and type). Token macro F1: scikit-learn's macro F1 over the first sub-word of
+each word, O counted as a class (the EDAD authors' metric; the paper's figures are on this scale). The 95% interval
+is t(0.975, n-1) * s / sqrt(n) over the n seeds. Fine-tuning: {settings["epochs"]} epochs at lr {settings["lr"]},
+batch {settings["batch_size"]}, windows of {settings["max_length"]} pieces.
+
+## Model
+
+- Parameters: {row.params_m:.1f} M; training time cost (pretraining, as in the paper's tables): {time_h or "n/a"}.
+- Speed: {check["sentences_per_s"]:.0f} sentences/s, {check["characters_per_s"]:.0f} characters/s on CPU with
+  {provenance["threads"]} thread(s), `edad predict` end to end on the {paper_dataset(dataset)} test text
+  ({check["sentences"]} sentences), measured when the export was made (on a shared machine; see the project's
+  BENCHMARKS.md for controlled figures).
+- Teacher (base checkpoint): `{provenance["teacher"]}`; student: {provenance["student"]}.
+- Vocabulary: {vocab}.
+- Pretraining corpus: {stats["documents"]:,} documents, {stats["tokens"]:,} words ({stats["sentences"]:,} sentences).
+- Check: the tagger on the test text ({check["sentences"]} sentences, {check["words"]} words) gives
+  {agree}; entity F1 {check["run_f1"] * 100:.2f} in the run, {(check["tagger_f1"] or 0) * 100:.2f} from the
+  tagger's entities.
+
+## Licences and attribution
+
+- NER data: {NER_DATA}. Cite the corpus paper: {paper}.
+- Pretraining text: {" ".join(c + "." for c in corpus_licences(provenance["sources"]))}
+- The teacher's own licence applies to the weights derived from it.
+
+## Made by
+
+```
+{command}
+```
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def export_ner(*, result_dir, summary_csv, test_tsv, out_dir, datasets: list[str], provenance: dict,
+               command: str) -> dict:
+    """Write the tagger folder `out_dir` from the kept model of one fine-tuning run (result_dir/model)."""
+    result_dir = Path(result_dir)
+    result = json.loads((result_dir / "result.json").read_text())
+    model_dir = result_dir / "model"
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(f"{model_dir}: no kept model (the finetune rule keeps it for the exported rows and "
+                         "datasets; rerun that job)")
+    settings = result["settings"]
+    tagger_settings = {"max_length": settings["max_length"], "seqeval_mode": settings["seqeval_mode"],
+                       "seqeval_scheme": settings["seqeval_scheme"]}
+    summary = pd.read_csv(summary_csv, index_col="model")
+    provenance = {**provenance, "model_config": json.loads((model_dir / "config.json").read_text())}
+    tagger = Tagger(model_dir, device="cpu", batch_size=settings["per_device_batch_size"],
+                    threads=provenance["threads"], settings=tagger_settings)
+    check = check_and_time(tagger, test_tsv, result_dir / "predictions-test.conll")
+    log.info("check: %s", check)
+    if not check["same_sentences_and_words"] or check["word_label_differences"] or check["entity_tag_differences"]:
+        log.warning("the tagger differs from the run's predictions: %s", check)
+    card = model_card(name=Path(out_dir).name, model=result["name"], dataset=result["dataset"], seed=result["seed"],
+                      summary=summary, datasets=datasets, check=check, provenance=provenance, command=command,
+                      settings={**settings, "epochs": result["epochs"], "lr": result["lr"]})
+    export_for_hub(model_dir, out_dir, extra_config={TAGGER_KEY: tagger_settings}, readme=str(card),
+                   extra_files={"check.json": json.dumps(check, indent=2) + "\n"})
+    return check
