@@ -6,8 +6,8 @@ test predictions, its speed, and a model card.
     export_ner(result_dir=".../seed2", summary_csv=..., test_tsv=..., out_dir=..., provenance={...}, command=...)
 
 The check: the test split's sentences, written as raw text with known offsets (one sentence per line, words
-separated by a space, none after a period, ! or ? (and closing brackets) inside a sentence, as real text has
-"2.5" and "i.v.)"), are tagged
+separated by a space, but none after a period, ! or ? (and its closing brackets) inside a sentence: "2 .5",
+"i .v .)", which the sentence splitter does not cut, as it does not cut "2.5" in real text), are tagged
 end to end; every word's label must equal the run's predictions-test.conll, the entities' IOB2 tags must equal
 that file's tags decoded the same way, and the seqeval F1 must be the run's (check.json; a difference is logged
 and shown in the card, not fatal: a near tie decided by float noise is no error).
