@@ -216,4 +216,4 @@ def finetune_targets():
 
 def final_targets():
     return (ner_targets() + training_targets() + timing_targets() + finetune_targets() + report_targets()
-            + export_targets())  # rules/export.smk
+            + export_targets())  # rules/export_inputs.smk

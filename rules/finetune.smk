@@ -14,7 +14,7 @@ rule finetune:
         source=finetune_source,
         tokenizer=lambda w: finetune_tokenizer(w.model),
         role=lambda w: REGISTRY[w.model].role,
-        settings=lambda w: as_json(finetune_settings(keep_model=kept_model(w.model, w.dataset))),  # rules/export.smk
+        settings=lambda w: as_json(finetune_settings(keep_model=kept_model(w.model, w.dataset))),  # rules/export_inputs.smk
         data_dir=lambda w, input: os.path.dirname(input.data),
         out_dir=lambda w, output: os.path.dirname(output.result),
         work_dir=f"{WORK}/finetune/{{model}}/{{dataset}}/seed{{seed}}",
