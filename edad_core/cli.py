@@ -36,8 +36,9 @@ def predict(args) -> None:
     mode = {"as-trained": "from_config", "strict": "strict", "conlleval": None}[args.entities]
     tagger = Tagger.from_pretrained(args.model, onnx=onnx, device=args.device, batch_size=args.batch_size,
                                     threads=args.threads, seqeval_mode=mode)
-    docs = tqdm(read_documents([f for f, _ in files]), unit="doc", desc="documents", disable=args.quiet)
-    n = write_documents(tagger.tag(docs), args.output, fmt)
+    tagged = tqdm(tagger.tag(read_documents([f for f, _ in files])), unit="doc", desc="documents",
+                  disable=args.quiet)
+    n = write_documents(tagged, args.output, fmt)
     log.info("%d documents -> %s (%s)", n, args.output, fmt)
 
 

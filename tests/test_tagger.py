@@ -120,7 +120,7 @@ def conll_entities(conll: Path, text: str):
 def test_transformers_pipeline_without_edad_core_gives_the_same_spans(exported, tagger_run):
     """200 test sentences that fit one window; the pipeline decodes I-X after O as an entity (conlleval)."""
     folder, _, _ = exported
-    tagger = Tagger(folder, device="cpu", seqeval_mode=None)
+    tagger = Tagger.from_pretrained(folder, device="cpu", seqeval_mode=None)
     sentences = [w for w, _ in read_iob(tagger_run.parent / "data" / "test.tsv")]
     fits = [s for s in sentences if len(encode(tagger.tokenizer, [s], tagger.max_length)) == 1][:200]
     assert len(fits) == 200
@@ -141,7 +141,7 @@ def test_transformers_pipeline_without_edad_core_gives_the_same_spans(exported, 
                           text=True, env=env, cwd=folder.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     piped = json.loads(done.stdout.splitlines()[-1])
-    ours = [next(tagger.tag([{"id": "s", "text": line}]))["entities"] for line in lines]
+    ours = [tagger(line) for line in lines]
     assert sum(map(len, ours)) > 200
     assert [[(e["start"], e["end"], e["label"]) for e in doc] for doc in ours] == [
         [tuple(e[:3]) for e in doc] for doc in piped]
