@@ -39,7 +39,11 @@ LABELS = ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
 
 
 def stand_in(role: str, config: dict, folder: Path) -> Path:
-    """A tagger folder with the profile's shapes (random weights: speed only): the student, or the exBERT teacher."""
+    """A tagger folder with the profile's shapes (random weights: speed only): the student, or the exBERT teacher
+    (made once under `folder`)."""
+    out = folder / role
+    if (out / "config.json").is_file():
+        return out
     base = harness.base_model("mini", config, folder / "base")
     shape = harness.teacher_shape("mini", config).to_dict()
     models, ext = config["models"], config["vocab"]["ext_size"]
@@ -55,7 +59,6 @@ def stand_in(role: str, config: dict, folder: Path) -> Path:
     model.save_pretrained(raw)
     for f in Path(tokenizer).iterdir():
         shutil.copy(f, raw / f.name)
-    out = folder / role
     export_for_hub(raw, out, extra_config={TAGGER_KEY: {"max_length": 128, "seqeval_mode": "strict",
                                                          "seqeval_scheme": "IOB2"}})
     return out
