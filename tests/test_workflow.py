@@ -62,7 +62,8 @@ def test_paper_config_plans_every_run(tmp_path):
         "adapt": 3, "distill": 4, "edad": 7, "adapt_repeat": 6, "distill_repeat": 8, "edad_repeat": 2,
         # 19 rows of Tables 1-4; the 4 that need a published checkpoint (BioBERT, SciBERT and their GD students)
         # are skipped offline (their distillation is not planned); the other 15 x 3 datasets x 5 seeds are fine-tuned
-        "finetune": 15 * 3 * 5, "skipped_model": 4, "tables": 1, "table5": 1, "plots": 1, "export_student": 1}
+        "finetune": 15 * 3 * 5, "skipped_model": 4, "tables": 1, "table5": 1, "plots": 1, "export_student": 1,
+        "export_ner": 3}  # EDAD's student as a tagger of each dataset
 
 
 def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path, minilm):
@@ -137,6 +138,10 @@ def test_smoke_dag_outputs(smoke):
                 assert result["epochs"] == (1 if model == "BERT" else 2)  # smoke's teacher / student epochs
     skipped = json.loads((results / "finetune" / "BioBERT" / "skipped.json").read_text())
     assert skipped["model"] == "BioBERT" and "HF_HUB_OFFLINE is set" in skipped["reason"]  # the helper's env
+    check = json.loads((results / "export" / "EDAD_linear-BC5CDR-IOB" / "check.json").read_text())
+    assert check["same_sentences_and_words"] and check["word_label_differences"] == 0  # the tagger = the run
+    kept = [(results / "finetune" / "EDAD_linear" / d / "seed1" / "model").is_dir() for d in ("BC5CDR-IOB", "BioNLP09-IOB")]
+    assert kept == [True, False]  # only the exported row x dataset keeps its models
 
 
 def test_smoke_tables_have_the_papers_layout_and_every_run_filled(smoke):
