@@ -193,7 +193,7 @@ batch {settings["batch_size"]}, windows of {settings["max_length"]} pieces.
 
 ## Model
 
-- Parameters: {row.params_m:.1f} M; training time cost (pretraining, as in the paper's tables): {time_h or "n/a"}.
+- Parameters: {row.tagger_params_m:.1f} M; training time cost (pretraining, as in the paper's tables): {time_h or "n/a"}.
 - Speed: {check["sentences_per_s"]:.0f} sentences/s, {check["characters_per_s"]:.0f} characters/s on CPU with
   {provenance["threads"]} thread(s), `edad predict` end to end on the {paper_dataset(dataset)} test text
   ({check["sentences"]} sentences), measured when the export was made (on a shared machine; see the project's
@@ -231,7 +231,7 @@ def export_ner(*, result_dir, summary_csv, test_tsv, out_dir, datasets: list[str
                          "datasets; rerun that job)")
     settings = result["settings"]
     tagger_settings = {"max_length": settings["max_length"], "seqeval_mode": settings["seqeval_mode"],
-                       "seqeval_scheme": settings["seqeval_scheme"]}
+                       "seqeval_scheme": settings["seqeval_scheme"], "protocol": settings.get("protocol", "standard")}
     summary = pd.read_csv(summary_csv, index_col="model")
     provenance = {**provenance, "model_config": json.loads((model_dir / "config.json").read_text())}
     tagger = Tagger(model_dir, device="cpu", batch_size=settings["per_device_batch_size"],

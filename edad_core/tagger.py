@@ -32,7 +32,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB1, IOB2, IOBES, Entities
 
 from edad_core.corpus import sentence_spans
-from edad_core.windows import encode, owned_positions, padded_batches
+from edad_core.windows import encode, encode_cut, owned_positions, padded_batches
 
 WORD = re.compile(r"[^\W_]+|[^\w\s]|_")  # the benchmarks' tokenisation (checked on all nine files)
 LINE = re.compile(r"[^\n\r]+")
@@ -110,6 +110,8 @@ class Tagger:
         self.max_length = settings["max_length"]
         self.mode = settings["seqeval_mode"] if seqeval_mode == "from_config" else seqeval_mode
         self.scheme = settings["seqeval_scheme"]
+        # finetune.protocol: "authors" evaluated one cut input per sentence, [CLS] and [SEP] hidden (edad_core.ner)
+        self.authors = settings.get("protocol", "standard") == "authors"
         self.batch_size, self.max_sentences = batch_size, max_sentences
         # the class tokenizer_config.json names: AutoTokenizer would read config.json's auto_map and ask whether to
         # trust the remote code
@@ -145,10 +147,11 @@ class Tagger:
 
     def word_labels(self, sentences: list[list[str]]) -> tuple[list[list[int]], list[list[float]]]:
         """Label id and its probability for every word of word-tokenised sentences."""
-        labels = [[0] * len(words) for words in sentences]
+        outside = self.labels.index("O") if "O" in self.labels else 0  # a word past the authors' cut: O, as in ner
+        labels = [[outside] * len(words) for words in sentences]
         probs = [[0.0] * len(words) for words in sentences]
-        windows_ = encode(self.tokenizer, sentences, self.max_length)
-        for chunk, ids, mask in padded_batches(windows_, self.batch_size, self.tokenizer.pad_token_id):
+        windows_ = (encode_cut if self.authors else encode)(self.tokenizer, sentences, self.max_length)
+        for chunk, ids, mask in padded_batches(windows_, self.batch_size, self.tokenizer.pad_token_id, self.authors):
             rows, cols, words = owned_positions(chunk)
             logits = self.backend(ids, mask)[rows, cols].astype(np.float64)
             p = np.exp(logits - logits.max(-1, keepdims=True))

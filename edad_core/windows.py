@@ -97,10 +97,11 @@ def encode_cut(tokenizer, sentences: list[list[str]], max_length: int) -> list[W
     return result
 
 
-def padded_batches(windows_: list[Window], batch_size: int, pad_id: int
+def padded_batches(windows_: list[Window], batch_size: int, pad_id: int, hide_specials: bool = False
                    ) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray]]:
     """Batches of windows, longest first (little padding), each padded to its longest: (windows, input_ids,
-    attention_mask), int64 arrays [batch, length]."""
+    attention_mask), int64 arrays [batch, length], as edad_core.ner.predict_windows batches them (hide_specials:
+    [CLS] and [SEP] masked too, the authors' protocol)."""
     order = sorted(range(len(windows_)), key=lambda i: -len(windows_[i].input_ids))
     for b in range(0, len(order), batch_size):
         chunk = [windows_[i] for i in order[b : b + batch_size]]
@@ -109,6 +110,8 @@ def padded_batches(windows_: list[Window], batch_size: int, pad_id: int
         for row, win in enumerate(chunk):
             ids[row, : len(win.input_ids)] = win.input_ids
             mask[row, : len(win.input_ids)] = 1
+            if hide_specials:
+                mask[row, [0, len(win.input_ids) - 1]] = 0
         yield chunk, ids, mask
 
 

@@ -25,7 +25,7 @@ from edad_core.tagger import Tagger, sentences_of, words_of
 from edad_core.textio import InputError, read_documents, read_pubtator, to_jsonl, to_pubtator
 from edad_core.windows import encode
 
-TAGGER_SETTINGS = {k: SETTINGS[k] for k in ("max_length", "seqeval_mode", "seqeval_scheme")}
+TAGGER_SETTINGS = {**{k: SETTINGS[k] for k in ("max_length", "seqeval_mode", "seqeval_scheme")}, "protocol": "standard"}
 
 
 def run_cli(*args) -> str:
