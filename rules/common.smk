@@ -6,12 +6,15 @@ import re
 
 from edad_core.engine import TrainConfig
 from edad_core.ner_data import benchmark_files
-from edad_core.registry import PUBLISHED, build_registry, checkpoint_source, timed_runs, unavailable_reason
+from edad_core.registry import (PUBLISHED, build_registry, distill_teacher_row, model_source, timed_runs,
+                                unavailable_reason)
 
 RESULTS = config["results"]
 WORK = config["work"]
 SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
 MIRROR = config["mirror"] or os.environ.get("EDAD_MIRROR", "")
+if MIRROR:  # the jobs look up checkpoints there too (edad_core.download.resolve_model); not a param: it changes no result
+    os.environ["EDAD_MIRROR"] = os.path.abspath(MIRROR)
 CONDA_ENV = "../envs/edad.yaml"
 
 
@@ -44,17 +47,18 @@ def teacher_vocab(teacher):
 
 def teacher_model(teacher):
     """The teacher folder (or checkpoint spec) GD reads."""
-    if teacher == "bert":
-        return config["models"]["teacher"]["base"]
-    if teacher in PUBLISHED_SPEC:
-        return checkpoint_source(PUBLISHED_SPEC[teacher]["hub"], MIRROR)
-    return f"{RESULTS}/train/adapt_{teacher}/teacher"
+    return model_source(REGISTRY[distill_teacher_row(teacher)], RESULTS)
+
+
+def published_unavailable(spec):
+    """Why a published checkpoint is skipped, or None; decided without the network (edad_core.registry)."""
+    return unavailable_reason(spec, config["models"]["fetch_published"], MIRROR)
 
 
 def skip_reason(name):
-    """Why a row cannot be built here (its checkpoint cannot be had), or None."""
+    """Why a row cannot be built here (its published checkpoint is skipped), or None."""
     row = REGISTRY[name]
-    return unavailable_reason(row.hub, MIRROR) if row.hub else None
+    return published_unavailable(row.hub) if row.hub else None
 
 
 def finetune_tokenizer(name):
@@ -68,7 +72,7 @@ def distill_teachers():
     """The configured GD teachers whose checkpoint can be had (a published one may not be, offline)."""
     teachers = config["train"]["distill"]["teachers"]
     return [t for t in teachers if t not in PUBLISHED_SPEC or
-            (PUBLISHED_SPEC[t] is not None and unavailable_reason(PUBLISHED_SPEC[t]["hub"], MIRROR) is None)]
+            (PUBLISHED_SPEC[t] is not None and published_unavailable(PUBLISHED_SPEC[t]["hub"]) is None)]
 
 
 def launcher():
@@ -169,11 +173,10 @@ def ner_targets():
 
 
 def finetune_models():
-    """config finetune.models, or every row of Tables 1-4."""
-    names = config["finetune"]["models"] or [n for n, row in REGISTRY.items() if row.tables]
-    if unknown := [n for n in names if n not in REGISTRY]:
-        raise ValueError(f"finetune.models: unknown model(s) {unknown}; the configured rows are {list(REGISTRY)}")
-    return names
+    """config finetune.models (row names, checked by edad_core.config_checks; [] = none), or when null every row of
+    Tables 1-4."""
+    names = config["finetune"]["models"]
+    return [n for n, row in REGISTRY.items() if row.tables] if names is None else names
 
 
 def finetune_targets():

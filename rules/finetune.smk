@@ -6,13 +6,12 @@ rule finetune:
     input:
         script=f"{SCRIPTS}/finetune.py",
         data=f"{RESULTS}/ner/{{dataset}}/labels.json",
-        model=lambda w: model_files(f"{RESULTS}/{REGISTRY[w.model].source}") if REGISTRY[w.model].workflow_made else [],
+        model=lambda w: model_files(model_source(REGISTRY[w.model], RESULTS)) if REGISTRY[w.model].workflow_made else [],
         tokenizer=lambda w: [f"{finetune_tokenizer(w.model)}/tokenizer_config.json"] if w.model in PUBLISHED else [],
     output:
         result=f"{RESULTS}/finetune/{{model}}/{{dataset}}/seed{{seed}}/result.json",
     params:
-        source=lambda w: (f"{RESULTS}/{REGISTRY[w.model].source}" if REGISTRY[w.model].workflow_made
-                          else checkpoint_source(REGISTRY[w.model].source, MIRROR)),
+        source=lambda w: model_source(REGISTRY[w.model], RESULTS),
         tokenizer=lambda w: finetune_tokenizer(w.model),
         role=lambda w: REGISTRY[w.model].role,
         settings=as_json({k: v for k, v in config["finetune"].items() if k not in ("seeds", "models", "threads")}),
@@ -63,7 +62,7 @@ rule vocab_published:
         multiext(f"{RESULTS}/vocab/{{published}}/", vocab="vocab.txt", tokenizer="tokenizer.json",
                  tokenizer_config="tokenizer_config.json", stats="vocab_stats.json"),
     params:
-        hub=lambda w: checkpoint_source(PUBLISHED_SPEC[w.published]["hub"], MIRROR),
+        hub=lambda w: PUBLISHED_SPEC[w.published]["hub"],
         case=lambda w: "--lowercase" if PUBLISHED_SPEC[w.published]["lowercase"] else "--no-lowercase",
         out_dir=lambda w, output: os.path.dirname(output.vocab),
     wildcard_constraints:

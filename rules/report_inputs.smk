@@ -1,5 +1,5 @@
 # Input functions and the model list of the report rules (rules/report.smk). Needs from rules/common.smk: RESULTS,
-# MIRROR, REGISTRY, checkpoint_source, training_runs, timing_repeat_summaries, finetune_models, skip_reason. Which
+# REGISTRY, training_runs, timing_repeat_summaries, finetune_models, skip_reason. Which
 # row goes in which table under which label is the registry's (edad_core/registry.py); these functions pass it on.
 from edad_core.registry import TABLES, table_layout
 
@@ -8,10 +8,8 @@ STAGES = {"adapt": "adapt_", "distill": "gd_", "edad": "edad_"}  # stage -> its 
 
 
 def model_location(name):
-    """Where a row's model is: its folder under RESULTS when the workflow makes it, else its checkpoint (the
-    mirror's copy when there is one)."""
-    row = REGISTRY[name]
-    return f"{RESULTS}/{row.source}" if row.workflow_made else checkpoint_source(row.source, MIRROR)
+    """Where a row's model is (edad_core.registry.model_source)."""
+    return model_source(REGISTRY[name], RESULTS)
 
 
 def report_models(names=None):
