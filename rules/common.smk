@@ -13,8 +13,9 @@ RESULTS = config["results"]
 WORK = config["work"]
 SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
 MIRROR = config["mirror"] or os.environ.get("EDAD_MIRROR", "")
-if MIRROR:  # the jobs look up checkpoints there too (edad_core.download.resolve_model); not a param: it changes no result
-    os.environ["EDAD_MIRROR"] = os.path.abspath(MIRROR)
+if MIRROR:  # set for the jobs, which look up checkpoints there too (edad_core.download.resolve_model); not a
+    # param: where a file comes from changes no result
+    os.environ.update(EDAD_MIRROR=os.path.abspath(MIRROR))
 CONDA_ENV = "../envs/edad.yaml"
 
 

@@ -2,22 +2,16 @@
 availability of hub checkpoints (a published model that cannot be had is skipped with a reason)."""
 
 import copy
-<<<<<<< HEAD
 import dataclasses
-=======
 import socket
->>>>>>> 709fc21 (The mirror is an accelerator: absent -> notice and the URL, EDAD_OFFLINE/HF_HUB_OFFLINE -> an error naming URL and mirror path; checkpoints resolved by one function (mirror, HF cache, hub); planning decides published checkpoints without the network (models.fetch_published); finetune.models [] = none, unknown names fail in config_checks)
 from pathlib import Path
 
 import pytest
 import yaml
 
-<<<<<<< HEAD
 from edad_core import registry
-from edad_core.registry import build_registry, checkpoint_source, table_layout, timed_runs, unavailable_reason
-=======
-from edad_core.registry import build_registry, distill_teacher_row, model_source, unavailable_reason
->>>>>>> 709fc21 (The mirror is an accelerator: absent -> notice and the URL, EDAD_OFFLINE/HF_HUB_OFFLINE -> an error naming URL and mirror path; checkpoints resolved by one function (mirror, HF cache, hub); planning decides published checkpoints without the network (models.fetch_published); finetune.models [] = none, unknown names fail in config_checks)
+from edad_core.registry import (build_registry, distill_teacher_row, model_source, table_layout, timed_runs,
+                                 unavailable_reason)
 
 PAPER = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 

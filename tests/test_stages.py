@@ -35,7 +35,7 @@ from edad_core.stages import (
 )
 from edad_core.vocab import build_base_vocab, build_domain_only_vocab, build_extended_vocab
 
-CRAFT_ARTICLES = ("11597317", "11897010", "11604102")  # three short articles, ~7.8k words
+CRAFT_ARTICLES = ("16504174", "16507151", "16611361")  # three short articles, ~9.1k words (in tests/data too)
 MAX_SEQ_LENGTH = 32
 BASE_VOCAB, EXT_SIZE, DOMAIN_SIZE = 30522, 100, 500
 TEACHER_LAYERS = 4
