@@ -91,7 +91,7 @@ def pipe(tmp_path_factory, mirror, minilm):
     assert create_examples(small_corpus, tokenizers["ext"], data["small"], max_seq_length=MAX_SEQ_LENGTH)[
         "n_examples"] < 20
     # two-sentence documents of short sentences: examples end before max_seq_length, so padding matters
-    short = [line for line in corpus.read_text().splitlines() if line and len(line.split()) <= 8]
+    short = [line for line in corpus.read_text().splitlines() if line and len(line.split()) <= 6]
     short_corpus = root / "corpus-short.txt"
     short_corpus.write_text("\n\n".join("\n".join(short[i : i + 2]) for i in range(0, len(short) - 1, 2)))
     data["short"] = root / "data-short"
