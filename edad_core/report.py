@@ -171,7 +171,7 @@ def devices_of(runs, devices: dict[str, str]) -> str:
 
 def model_config(spec) -> ExBertConfig:
     """The architecture of a model folder or checkpoint spec, as an ExBertConfig (a plain BERT's is converted)."""
-    config = AutoConfig.from_pretrained(model_folder(spec))
+    config = AutoConfig.from_pretrained(resolve_model(spec))
     return config if isinstance(config, ExBertConfig) else ExBertConfig.from_bert_config(config)
 
 
