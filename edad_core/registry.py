@@ -22,19 +22,12 @@ vocabulary (distill teacher `pub_biobert` / `pub_scibert`).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
-import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 
 import pandas as pd
-from huggingface_hub import hf_hub_url, try_to_load_from_cache
 
-from edad_core.download import DownloadError, mirror_path, mirror_root, resolve_model
-
-HUB = "https://huggingface.co"
+from edad_core.download import DownloadError, local_model
 
 ADAPTED = {"biobert": "oiBioBERT", "scibert": "oiSciBERT", "exbert": "exBERT"}
 PUBLISHED = {"BioBERT": "pub_biobert", "SciBERT": "pub_scibert"}  # row name -> distill teacher wildcard
@@ -155,45 +148,29 @@ def timed_runs(rows: dict[str, ModelRow]) -> list[str]:
     return list(dict.fromkeys(runs))
 
 
-def mirrored_checkpoint(spec: str, mirror: str | None = None) -> Path | None:
-    """The mirror's copy of the hub checkpoint `spec` (config `mirror` / EDAD_MIRROR): its files laid out by their
-    download URLs, `<mirror>/huggingface.co/<spec>/resolve/main/config.json` etc., when config.json is there."""
-    root = mirror_root(mirror)
-    if root is None or spec.startswith("pkg:") or Path(spec).expanduser().is_dir():
-        return None
+def model_source(row: ModelRow, results: str, dataset: str | None = None, seed: int | str | None = None) -> str:
+    """Where a row's model is read: its folder under `results` when the workflow makes it (a task-distilled row's
+    for one `dataset` and `seed`: ModelRow.folder), else its spec (hub id, folder or pkg:), which the job turns into
+    a local folder (edad_core.download.resolve_model: mirror, Hugging Face cache, hub). Never a machine's mirror
+    path: the rules' params are the same on every machine."""
+    if not row.workflow_made:
+        return row.source
+    return f"{results}/{row.source if dataset is None else row.folder(dataset, seed)}"
+
+
+def distill_teacher_row(teacher: str) -> str:
+    """The row of a GD teacher (config train.distill.teachers): bert, an adaptation method, or pub_*."""
+    rows = {"bert": "BERT", **ADAPTED, **{gd: name for name, gd in PUBLISHED.items()}}
+    return rows[teacher]
+
+
+def unavailable_reason(spec: str, fetch_published: bool, mirror: str | None = None) -> str | None:
+    """Why the published checkpoint `spec` is skipped, or None when it is used; decided without the network, so
+    that planning is the same online and offline: it is used when a local copy exists (a folder, pkg:, the mirror,
+    the Hugging Face cache) or when config models.fetch_published lets its jobs download it."""
     try:
-        folder = mirror_path(f"{HUB}/{spec}/resolve/main/config.json", root).parent
-    except DownloadError:  # not a hub id
-        return None
-    return folder if (folder / "config.json").is_file() else None
-
-
-def checkpoint_source(spec: str, mirror: str | None = None) -> str:
-    """Where the rules read `spec` from: the mirror's copy when there is one, else `spec` itself (a local folder,
-    pkg: spec, or hub id that from_pretrained finds in the cache or downloads)."""
-    found = mirrored_checkpoint(spec, mirror)
-    return str(found) if found else spec
-
-
-@functools.cache
-def unavailable_reason(spec: str, mirror: str | None = None) -> str | None:
-    """Why the checkpoint `spec` cannot be had, or None when it can: a local folder or pkg: spec that exists, a
-    copy in the mirror, a hub id in the local Hugging Face cache, or one the hub answers for (one HEAD request, 5 s
-    timeout; no answer within that time counts as unavailable, so planning never hangs)."""
-    try:
-        path = resolve_model(spec)
+        if local_model(spec, mirror) is not None or fetch_published:
+            return None
     except DownloadError as err:
         return str(err)
-    if Path(path).is_dir() or mirrored_checkpoint(spec, mirror):
-        return None
-    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
-        return None
-    elsewhere = "not a local folder, not in the mirror, not in the Hugging Face cache"
-    if os.environ.get("HF_HUB_OFFLINE"):
-        return f"{spec}: {elsewhere}, and HF_HUB_OFFLINE is set"
-    url = hf_hub_url(spec, "config.json")  # HF_ENDPOINT respected
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
-    except (OSError, ValueError) as err:
-        return f"{spec}: {elsewhere}, and the hub cannot be reached ({err})"
-    return None
+    return f"{spec}: in neither the mirror nor the Hugging Face cache, and models.fetch_published is false"

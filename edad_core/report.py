@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from huggingface_hub import snapshot_download
 from scipy import stats
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -176,7 +175,7 @@ def devices_of(runs, devices: dict[str, str]) -> str:
 
 def model_config(spec) -> ExBertConfig:
     """The architecture of a model folder or checkpoint spec, as an ExBertConfig (a plain BERT's is converted)."""
-    config = AutoConfig.from_pretrained(model_folder(spec))
+    config = AutoConfig.from_pretrained(resolve_model(spec))
     return config if isinstance(config, ExBertConfig) else ExBertConfig.from_bert_config(config)
 
 
@@ -541,15 +540,6 @@ def throughput(model_dir, tokenizer_dir, sentences: list[list[str]], *, batch_si
     return float(np.median(speeds))
 
 
-def model_folder(spec: str) -> Path:
-    """The local folder of a model spec (folder, pkg:..., or a hub id: its snapshot in the Hugging Face cache,
-    fetched if missing), so that its weight files can be measured."""
-    folder = resolve_model(spec)
-    if Path(folder).is_dir():
-        return Path(folder)
-    return Path(snapshot_download(folder, allow_patterns=["*.json", "*.txt", "*.safetensors"]))
-
-
 def table5(folders: dict[str, str], summary: pd.DataFrame, sentences: list[list[str]], *, batch_size: int = 32,
            max_length: int = 128, repeats: int = 1) -> pd.DataFrame:
     """Every model's parameters, size on disk (MB, its weight files), inference throughput (sentences/s; CPU, and
@@ -557,7 +547,7 @@ def table5(folders: dict[str, str], summary: pd.DataFrame, sentences: list[list[
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for model, spec in folders.items():
-        folder = model_folder(spec)
+        folder = Path(resolve_model(spec))  # a hub id: the mirror's copy, the HF cache's or a download
         weights = sorted(folder.glob("*.safetensors"))
         if not weights:
             raise ValueError(f"{model}: no *.safetensors weights in {folder}")

@@ -6,12 +6,16 @@ import re
 
 from edad_core.engine import TrainConfig
 from edad_core.ner_data import benchmark_files
-from edad_core.registry import PUBLISHED, build_registry, checkpoint_source, timed_runs, unavailable_reason
+from edad_core.registry import (PUBLISHED, build_registry, distill_teacher_row, model_source, timed_runs,
+                                unavailable_reason)
 
 RESULTS = config["results"]
 WORK = config["work"]
 SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
 MIRROR = config["mirror"] or os.environ.get("EDAD_MIRROR", "")
+if MIRROR:  # set for the jobs, which look up checkpoints there too (edad_core.download.resolve_model); not a
+    # param: where a file comes from changes no result
+    os.environ.update(EDAD_MIRROR=os.path.abspath(MIRROR))
 CONDA_ENV = "../envs/edad.yaml"
 
 
@@ -44,24 +48,24 @@ def teacher_vocab(teacher):
 
 def teacher_model(teacher):
     """The teacher folder (or checkpoint spec) GD reads."""
-    if teacher == "bert":
-        return config["models"]["teacher"]["base"]
-    if teacher in PUBLISHED_SPEC:
-        return checkpoint_source(PUBLISHED_SPEC[teacher]["hub"], MIRROR)
-    return f"{RESULTS}/train/adapt_{teacher}/teacher"
+    return model_source(REGISTRY[distill_teacher_row(teacher)], RESULTS)
+
+
+def published_unavailable(spec):
+    """Why a published checkpoint is skipped, or None; decided without the network (edad_core.registry)."""
+    return unavailable_reason(spec, config["models"]["fetch_published"], MIRROR)
 
 
 def skip_reason(name):
-    """Why a row cannot be built here (its checkpoint cannot be had), or None."""
+    """Why a row cannot be built here (its published checkpoint is skipped), or None."""
     row = REGISTRY[name]
-    return unavailable_reason(row.hub, MIRROR) if row.hub else None
+    return published_unavailable(row.hub) if row.hub else None
 
 
 def finetune_source(w):
     """The model a fine-tuning job starts from: a workflow folder (a task-distilled row's is per dataset and seed),
-    or a checkpoint spec (the mirror's copy when there is one)."""
-    row = REGISTRY[w.model]
-    return f"{RESULTS}/{row.folder(w.dataset, w.seed)}" if row.workflow_made else checkpoint_source(row.source, MIRROR)
+    or a checkpoint spec (edad_core.registry.model_source)."""
+    return model_source(REGISTRY[w.model], RESULTS, w.dataset, w.seed)
 
 
 def finetune_settings(**overrides):
@@ -80,7 +84,7 @@ def distill_teachers():
     """The configured GD teachers whose checkpoint can be had (a published one may not be, offline)."""
     teachers = config["train"]["distill"]["teachers"]
     return [t for t in teachers if t not in PUBLISHED_SPEC or
-            (PUBLISHED_SPEC[t] is not None and unavailable_reason(PUBLISHED_SPEC[t]["hub"], MIRROR) is None)]
+            (PUBLISHED_SPEC[t] is not None and published_unavailable(PUBLISHED_SPEC[t]["hub"]) is None)]
 
 
 def launcher():
@@ -195,10 +199,10 @@ def ner_targets():
 
 
 def finetune_models():
-    """config finetune.models, or every row of Tables 1-4; and the task-distilled rows (task_distill.rows)."""
-    names = config["finetune"]["models"] or [n for n, row in REGISTRY.items() if set(row.tables) & {1, 2, 3, 4}]
-    if unknown := [n for n in names if n not in REGISTRY]:
-        raise ValueError(f"finetune.models: unknown model(s) {unknown}; the configured rows are {list(REGISTRY)}")
+    """config finetune.models (row names, checked by edad_core.config_checks; [] = none), or when null every row of
+    Tables 1-4; and the task-distilled rows (task_distill.rows)."""
+    names = config["finetune"]["models"]
+    names = [n for n, row in REGISTRY.items() if set(row.tables) & {1, 2, 3, 4}] if names is None else names
     return names + [n for n, row in REGISTRY.items() if row.task_runs and n not in names]
 
 

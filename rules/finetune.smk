@@ -62,7 +62,7 @@ rule vocab_published:
         multiext(f"{RESULTS}/vocab/{{published}}/", vocab="vocab.txt", tokenizer="tokenizer.json",
                  tokenizer_config="tokenizer_config.json", stats="vocab_stats.json"),
     params:
-        hub=lambda w: checkpoint_source(PUBLISHED_SPEC[w.published]["hub"], MIRROR),
+        hub=lambda w: PUBLISHED_SPEC[w.published]["hub"],
         case=lambda w: "--lowercase" if PUBLISHED_SPEC[w.published]["lowercase"] else "--no-lowercase",
         out_dir=lambda w, output: os.path.dirname(output.vocab),
     wildcard_constraints:

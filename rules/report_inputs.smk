@@ -1,5 +1,5 @@
 # Input functions and the model list of the report rules (rules/report.smk). Needs from rules/common.smk: RESULTS,
-# MIRROR, REGISTRY, checkpoint_source, training_runs, timing_repeat_summaries, finetune_models, skip_reason. Which
+# REGISTRY, training_runs, timing_repeat_summaries, finetune_models, skip_reason. Which
 # row goes in which table under which label is the registry's (edad_core/registry.py); these functions pass it on.
 from edad_core.registry import TABLES, TASK_DISTILLED, TASK_TABLE, table_layout
 
@@ -8,12 +8,12 @@ STAGES = {"adapt": "adapt_", "distill": "gd_", "edad": "edad_"}  # stage -> its 
 
 
 def model_location(name):
-    """Where a row's model is: its folder under RESULTS when the workflow makes it, else its checkpoint (the
-    mirror's copy when there is one)."""
+    """Where a row's model is (edad_core.registry.model_source); a task-distilled row's taggers (one per dataset
+    and seed) have its student's architecture."""
     row = REGISTRY[name]
-    if row.task_runs:  # a task-distilled row: one tagger per dataset and seed, of its student's architecture
+    if row.task_runs:
         return model_location(name.removesuffix(TASK_DISTILLED))
-    return f"{RESULTS}/{row.source}" if row.workflow_made else checkpoint_source(row.source, MIRROR)
+    return model_source(row, RESULTS)
 
 
 def report_models(names=None):

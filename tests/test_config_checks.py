@@ -40,6 +40,12 @@ def test_the_shipped_profiles_pass(minilm):
     check_config(paper)  # bert-base-uncased is a hub id: its vocab size is checked when the vocab rule runs
 
 
+def test_an_absent_mirror_is_no_mistake(minilm):
+    config = mini()
+    config["mirror"] = "/no/such/mirror"  # files then come from their URLs
+    check_config(config)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c["vocab"].update(total_size=48000), r"vocab\.total_size \(48000\) != the vocab of models\.teacher"
                                                     r"\.base .* \(30522\) \+ vocab\.ext_size \(17658\) = 48180"),
@@ -49,7 +55,8 @@ def test_the_shipped_profiles_pass(minilm):
     (lambda c: c["train"].update(processes=4, gpus=2), r"train\.processes \(4\) > train\.gpus \(2\)"),
     (lambda c: c["task_distill"].update(per_device_batch_size=24), r"task_distill\.batch_size \(32\) must be a "
                                                                    r"multiple of task_distill\.per_device_batch_size"),
-    (lambda c: c.update(mirror="/no/such/mirror"), r"mirror folder /no/such/mirror does not exist"),
+    (lambda c: c["finetune"].update(models=["exBERT", "BioBert", "EDAD"]),
+     r"finetune\.models: unknown row\(s\) \['BioBert', 'EDAD'\]; the configured rows are \['BERT', "),
 ])
 def test_mistakes_name_their_keys(minilm, change, message):
     config = copy.deepcopy(mini())

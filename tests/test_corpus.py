@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import MIRROR
 from edad_core.corpus import build_corpus, iter_documents, normalize, split_sentences
+from edad_core.download import mirror_path
 
 DEMO_URLS = Path(__file__).parents[1] / "config" / "demo_corpus_urls.txt"
 
@@ -50,7 +52,9 @@ def _manifest(out: Path) -> list[list[str]]:
 
 
 def _demo_lines(n_craft: int, n_plos: int) -> list[str]:
+    """The first CRAFT and PLOS lines of the demo's URL list whose files the tests' mirror holds."""
     lines = [line for line in DEMO_URLS.read_text().splitlines() if line and not line.startswith("#")]
+    lines = [line for line in lines if mirror_path(line.split()[0], MIRROR).is_file()]
     craft = [line for line in lines if "/CRAFT/" in line][:n_craft]
     plos = [line for line in lines if "/PLOS/" in line][:n_plos]
     return plos + craft
@@ -269,7 +273,7 @@ def test_bad_documents_are_skipped_counted_and_named_below_the_threshold(tmp_pat
 
 
 def test_a_url_listed_twice_is_read_once(tmp_path, mirror, caplog):
-    url = "https://raw.githubusercontent.com/UCDenver-ccp/CRAFT/2abe82b8bb8089448b84937d5f61d8c218011322/articles/txt/11319941.txt"
+    url = _demo_lines(1, 0)[0].split()[0]
     stats = _build([{"kind": "urls", "urls": [url, url]}], tmp_path / "out", tmp_path / "cache", mirror=mirror)
     assert stats["documents"] == 1 and len(_manifest(tmp_path / "out")) == 1
     assert "is listed more than once" in caplog.text

@@ -1,15 +1,19 @@
 import hashlib
 import json
+import shutil
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import urllib.request
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 import edad_core
 from edad_core.download import (
+    TOKENIZER_FILES,
     DownloadError,
     fetch,
     fetch_bytes,
@@ -107,7 +111,7 @@ def closed_port_url(path="/data/x.tsv"):
 
 def put(mirror, url, data):
     p = mirror_path(url, mirror)
-    p.parent.mkdir(parents=True)
+    p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(data)
     return p
 
@@ -128,13 +132,40 @@ def test_mirror_layout(tmp_path):
         mirror_path("ftp://h.org/a", tmp_path)
 
 
-def test_mirror_root(tmp_path, monkeypatch):
+def test_mirror_root(tmp_path, monkeypatch, caplog):
     assert mirror_root(None) is None and mirror_root("") is None
     monkeypatch.setenv("EDAD_MIRROR", str(tmp_path))
     assert mirror_root(None) == tmp_path.resolve()
     assert mirror_root(tmp_path / "..") == tmp_path.parent.resolve()  # the argument wins over the env
-    with pytest.raises(DownloadError, match="does not exist"):
-        mirror_root(tmp_path / "missing")
+    for _ in range(3):
+        assert mirror_root(tmp_path / "missing") is None  # an absent mirror only means downloads
+    notices = [r.getMessage() for r in caplog.records if "missing" in r.getMessage()]
+    assert notices == [f"mirror folder {tmp_path / 'missing'} does not exist: files come from their URLs"]
+
+
+def test_an_absent_mirror_falls_back_to_the_url(tmp_path):
+    with Server({"/d/x.tsv": DATA}) as srv:
+        dest = fetch(srv.url + "/d/x.tsv", tmp_path / "x.tsv", sha256=SHA, mirror=tmp_path / "absent", progress=False)
+        assert fetch_bytes(srv.url + "/d/x.tsv", mirror=tmp_path / "absent") == DATA
+    assert dest.read_bytes() == DATA and [r[0] for r in srv.requests] == ["/d/x.tsv", "/d/x.tsv"]
+
+
+@pytest.mark.parametrize("variable", ["EDAD_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_a_missing_file_is_an_error_naming_url_and_mirror_path(tmp_path, monkeypatch, variable):
+    monkeypatch.setenv(variable, "1")
+    mirror = tmp_path / "mirror"
+    with Server({"/d/x.tsv": DATA, "/d/y.tsv": DATA}) as srv:
+        put(mirror, srv.url + "/d/y.tsv", DATA)
+        assert fetch(srv.url + "/d/y.tsv", tmp_path / "y.tsv", mirror=mirror, progress=False).read_bytes() == DATA
+        for get in (lambda: fetch(srv.url + "/d/x.tsv", tmp_path / "x.tsv", mirror=mirror, progress=False),
+                    lambda: fetch_bytes(srv.url + "/d/x.tsv", mirror=mirror)):
+            with pytest.raises(DownloadError) as e:
+                get()
+            assert f"{srv.url}/d/x.tsv: EDAD_OFFLINE/HF_HUB_OFFLINE is set" in str(e.value)
+            assert f"put it at {mirror_path(srv.url + '/d/x.tsv', mirror)}" in str(e.value)
+        with pytest.raises(DownloadError, match=r"no mirror set.*put it at <mirror>/127\.0\.0\.1:\d+/d/x\.tsv"):
+            fetch_bytes(srv.url + "/d/x.tsv")
+    assert srv.requests == [] and not (tmp_path / "x.tsv").exists()  # the network was never asked
 
 
 def test_fetch_from_mirror(tmp_path, monkeypatch):
@@ -256,7 +287,14 @@ def test_resolve_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models" / "m").mkdir(parents=True)
     assert resolve_model("models/m") == str(tmp_path.resolve() / "models" / "m")
-    assert resolve_model("bert-base-uncased") == "bert-base-uncased"
+    with pytest.raises(DownloadError, match="not a folder, a pkg: spec or a hub id"):
+        resolve_model("no/such/folder")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setenv("EDAD_OFFLINE", "1")
+    with pytest.raises(DownloadError) as e:
+        resolve_model("bert-base-uncased", tmp_path / "mirror")
+    assert str(e.value).startswith("https://huggingface.co/bert-base-uncased/resolve/main/: EDAD_OFFLINE")
+    assert f"put it at {tmp_path / 'mirror' / 'huggingface.co' / 'bert-base-uncased' / 'resolve' / 'main'}," in str(e.value)
 
 
 def test_an_upstream_change_between_attempts_restarts_instead_of_splicing(tmp_path):
@@ -338,3 +376,109 @@ def test_a_fetch_that_waited_for_another_of_the_same_file_takes_its_result(tmp_p
     assert (tmp_path / "a.bin").read_bytes() == DATA
     assert srv.arrivals == [None]  # downloaded once
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+class Hosts:
+    """The internet in a folder: a local HTTP server answering for every host, `https://HOST/PATH` served from
+    `root/HOST/PATH` (a mirror's layout). Hub files get the headers huggingface.co sends (commit, ETag, and
+    X-Error-Code on a 404), so huggingface_hub downloads from it. `requests` lists (method, HOST/PATH) as asked."""
+
+    def __init__(self, root: Path):
+        self.requests = []
+        hosts = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def log_message(self, *args):
+                """Quiet."""
+
+            def send_head(self):
+                hosts.requests.append((self.command, self.path.lstrip("/")))
+                return super().send_head()
+
+            def send_error(self, code, message=None, explain=None):
+                self.error = code
+                super().send_error(code, message, explain)
+
+            def end_headers(self):
+                if self.path.startswith("/huggingface.co/"):
+                    if getattr(self, "error", None) == 404:
+                        self.send_header("X-Error-Code", "EntryNotFound")
+                    else:
+                        self.send_header("X-Repo-Commit", "0" * 40)
+                        self.send_header("ETag", '"' + hashlib.sha256(self.path.encode()).hexdigest() + '"')
+                super().end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_the_demos_downloads_reach_the_network_only_for_files_missing_from_the_mirror(tmp_path, monkeypatch):
+    """The demo's data (NER benchmarks, corpus articles) and two published checkpoints, every one of them on a local
+    server standing in for its host; a mirror holds all but a few. Only those few are asked of the network."""
+    from conftest import MIRROR, PROJECT, minilm_path
+
+    from edad_core.corpus import build_corpus
+    from edad_core.ner_data import benchmark_files, prepare_ner_dataset
+
+    config = yaml.safe_load((PROJECT / "config.yaml").read_text())
+    ner_urls = {d: benchmark_files(config["ner"]["base_url"], d, config["ner"]["splits"]) for d in config["ner"]["datasets"]}
+    demo = [line.split()[0] for line in (PROJECT / "config" / "demo_corpus_urls.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    articles = [u for u in demo if mirror_path(u, MIRROR).is_file()][:4]  # a few of the demo's articles
+    checkpoint = {"config.json": (minilm_path() / "config.json").read_bytes(), "vocab.txt": b"[PAD]\n[UNK]\nword\n",
+                  "model.safetensors": DATA}  # the hub's files of a published checkpoint (no tokenizer files)
+    hub_ids = [spec["hub"] for spec in config["models"]["published"].values()]  # BioBERT, SciBERT
+    web, mirror = tmp_path / "web", tmp_path / "mirror"
+    for url in [u for files in ner_urls.values() for u in files.values()] + articles:
+        for root in (web, mirror):
+            mirror_path(url, root).parent.mkdir(parents=True, exist_ok=True)
+            mirror_path(url, root).symlink_to(mirror_path(url, MIRROR))
+    for hub_id in hub_ids:
+        for name, data in checkpoint.items():
+            for root in (web, mirror):
+                put(root, f"https://huggingface.co/{hub_id}/resolve/main/{name}", data)
+    # what the mirror lacks: one NER split, one article, the second checkpoint
+    missing = [ner_urls["NCBI-disease-IOB"]["devel"], articles[1]]
+    for url in missing:
+        mirror_path(url, mirror).unlink()
+    shutil.rmtree(mirror / "huggingface.co" / hub_ids[1])
+
+    def as_path(url: str) -> str:
+        return url.split("://", 1)[1]
+
+    with Hosts(web) as hosts:
+        real_urlopen = urllib.request.urlopen
+
+        def to_local_server(request, *args, **kwargs):
+            local = request.full_url.replace("https://", hosts.url + "/", 1)
+            return real_urlopen(urllib.request.Request(local, headers=dict(request.header_items())), *args, **kwargs)
+
+        monkeypatch.setattr(urllib.request, "urlopen", to_local_server)
+        monkeypatch.setenv("HF_ENDPOINT", hosts.url + "/huggingface.co")
+        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+        for dataset, files in ner_urls.items():
+            prepare_ner_dataset(dataset, files=files, out_dir=tmp_path / "ner" / dataset, download_dir=tmp_path / "dl"
+                                / dataset, mirror=mirror, max_sentences=5, progress=False)
+        stats = build_corpus([{"kind": "urls", "urls": articles}], tmp_path / "c.txt", tmp_path / "s.json",
+                             tmp_path / "m.tsv", n_tokens=None, mirror=mirror, cache_dir=tmp_path / "cache")
+        folders = [Path(resolve_model(hub_id, mirror)) for hub_id in hub_ids]
+    assert stats["documents"] == len(articles)
+    assert folders[0] == mirror / "huggingface.co" / hub_ids[0] / "resolve" / "main"  # read in place
+    for name, data in checkpoint.items():
+        assert (folders[1] / name).read_bytes() == data  # downloaded into the Hugging Face cache
+    assert (tmp_path / "dl" / "NCBI-disease-IOB" / "devel.tsv").read_bytes() == mirror_path(missing[0], MIRROR).read_bytes()
+    hub_files = [f"huggingface.co/{hub_ids[1]}/resolve/main/{name}" for name in (*checkpoint, *TOKENIZER_FILES)]
+    assert {path for _, path in hosts.requests} == {as_path(u) for u in missing} | set(hub_files)
+    assert {(m, p) for m, p in hosts.requests if m == "GET"} == {("GET", p) for p in [*map(as_path, missing),
+                                                                                      *hub_files[:3]]}

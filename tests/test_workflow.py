@@ -1,5 +1,5 @@
-"""The Snakemake workflow itself: lint, config validation, and the whole DAG on the smoke config (real MiniLM
-teacher, four CRAFT articles of the mirror, a few steps per training run)."""
+"""The Snakemake workflow itself: lint, config validation, planning that is the same on every machine, and the whole
+DAG on the smoke config (real MiniLM teacher, five CRAFT articles of the mirror, a few steps per training run)."""
 
 import json
 import re
@@ -25,7 +25,8 @@ RUNS = ([f"adapt_{m}" for m in ("biobert", "scibert", "exbert")]
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDAD_MIRROR": str(MIRROR), "HF_HUB_OFFLINE": "1",  # hub checkpoints: skipped, never fetched
+    env = {**os.environ, "EDAD_MIRROR": str(MIRROR), "HF_HUB_OFFLINE": "1",  # nothing is fetched from the hub
+           "HF_HOME": str(workdir / "hf_home"),  # an empty Hugging Face cache
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(PROJECT / "Snakefile"), "--directory", str(workdir),
@@ -44,25 +45,31 @@ def test_lint_is_clean(tmp_path):
     assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
 
 
-def planned_jobs(workdir: Path, *args: str, mirror: Path = MIRROR) -> tuple[dict[str, int], str]:
-    """Job counts per rule and the printed jobs of a dry run with no hub checkpoint at hand (an empty Hugging Face
-    cache, offline)."""
-    out = snakemake(workdir, "-n", *args, env={"HF_HOME": str(workdir / "hf_home"), "EDAD_MIRROR": str(mirror)})
+def planned_jobs(workdir: Path, *args: str, env: dict | None = None) -> tuple[dict[str, int], str]:
+    """Job counts per rule and the printed jobs of a dry run (an empty Hugging Face cache)."""
+    out = snakemake(workdir, "-n", *args, env=env)
     assert out.returncode == 0, out.stderr
     table = out.stdout.split("Job stats:")[1].split("total")[0]
     rows = [row.split() for row in table.splitlines()]
     return {row[0]: int(row[1]) for row in rows if row[1:2] and row[1].isdigit()}, out.stdout
 
 
+def job_list(stdout: str) -> list[tuple[str, str]]:
+    """(rule, outputs) of every job a dry run prints, sorted."""
+    return sorted(re.findall(r"^rule (\S+):\n(?:    (?!output:).*\n)*    output: (.*)$", stdout, re.MULTILINE))
+
+
 def test_paper_config_plans_every_run(tmp_path):
+    """Offline with an empty cache too: models.fetch_published lets the published checkpoints' jobs download them
+    (here they would fail, naming the files), so planning does not depend on the network."""
     counts, _ = planned_jobs(tmp_path)
     assert {k: v for k, v in counts.items() if k != "all"} == {
-        "corpus": 1, "ner_data": 3, "vocab_base": 1, "vocab_extended": 1, "vocab_domain": 1, "pretrain_data": 3,
+        "corpus": 1, "ner_data": 3, "vocab_base": 1, "vocab_extended": 1, "vocab_domain": 1, "pretrain_data": 5,
+        "vocab_published": 2, "adapt": 3, "distill": 6, "edad": 7,
         # 3 timings of a run whose hours a table reports; Table 4's other schedules have no time column: 1 timing
-        "adapt": 3, "distill": 4, "edad": 7, "adapt_repeat": 6, "distill_repeat": 8, "edad_repeat": 2,
-        # 19 rows of Tables 1-4; the 4 that need a published checkpoint (BioBERT, SciBERT and their GD students)
-        # are skipped offline (their distillation is not planned); the other 15 x 3 datasets x 5 seeds are fine-tuned
-        "finetune": 15 * 3 * 5, "skipped_model": 4, "tables": 1, "table5": 1, "plots": 1, "export_student": 1,
+        "adapt_repeat": 6, "distill_repeat": 12, "edad_repeat": 2,
+        # the 19 rows of Tables 1-4 x 3 datasets x 5 seeds are fine-tuned
+        "finetune": 19 * 3 * 5, "tables": 1, "table5": 1, "plots": 1, "export_student": 1,
         "export_ner": 3}  # EDAD's student as a tagger of each dataset
 
 
@@ -70,16 +77,42 @@ def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path, 
     mirror = tmp_path / "mirror"  # BioBERT's files where their download URLs put them (the MiniLM stands in)
     biobert = mirror / "huggingface.co" / "dmis-lab" / "biobert-v1.1" / "resolve" / "main"
     biobert.mkdir(parents=True)
-    (biobert / "config.json").write_text((minilm / "config.json").read_text())
-    counts, jobs = planned_jobs(tmp_path, mirror=mirror)
-    assert f"--base {biobert}" in jobs  # rule vocab_published reads the mirror's copy
-    # so does its fine-tuning, with the cased tokenizer vocab_published builds
-    assert f"--name BioBERT --model {biobert} --tokenizer=results/vocab/pub_biobert --role teacher" in jobs
-    assert "--no-lowercase" in jobs
+    for name in ("config.json", "vocab.txt", "model.safetensors"):
+        (biobert / name).symlink_to(minilm / name)
+    local_only = tmp_path / "local_only.yaml"
+    local_only.write_text("models:\n  fetch_published: false\n")
+    counts, jobs = planned_jobs(tmp_path, "--configfile", str(local_only), env={"EDAD_MIRROR": str(mirror)})
+    # the rules pass the hub id, the same on every machine; the job finds the mirror's copy (EDAD_MIRROR)
+    assert "--base dmis-lab/biobert-v1.1" in jobs
+    assert "--name BioBERT --model dmis-lab/biobert-v1.1 --tokenizer=results/vocab/pub_biobert --role teacher" in jobs
+    assert "--no-lowercase" in jobs  # with the cased tokenizer vocab_published builds
     assert "--name BioBERT_GD --model results/train/gd_pub_biobert/student" in jobs  # its student: made here
     assert counts["vocab_published"] == 1 and counts["pretrain_data"] == 4  # base, extended, domain, pub_biobert
     assert counts["distill"] == 5 and counts["distill_repeat"] == 10
-    assert counts["finetune"] == 17 * 3 * 5 and counts["skipped_model"] == 2  # BioBERT and BioBERT_GD now run
+    assert counts["finetune"] == 17 * 3 * 5 and counts["skipped_model"] == 2  # SciBERT and SciBERT_GD: skipped
+
+
+def test_the_demo_plans_the_same_jobs_with_or_without_mirror_online_or_offline(tmp_path):
+    (tmp_path / "config").symlink_to(PROJECT / "config")  # mini's corpus URL list is relative to the project
+    plans = {}
+    for mirror, offline in ((MIRROR, ""), (tmp_path / "no_mirror", ""), (tmp_path / "no_mirror", "1")):
+        out = snakemake(tmp_path, "-n", "--configfile", str(PROJECT / "config" / "mini.yaml"),
+                        "--config", f"mirror={mirror}", env={"HF_HUB_OFFLINE": offline, "EDAD_OFFLINE": offline})
+        assert out.returncode == 0, out.stderr[-3000:]
+        plans[(mirror, offline)] = job_list(out.stdout)
+    first, *others = plans.values()
+    assert len(first) > 40 and all(plan == first for plan in others)
+    assert any(rule == "finetune" for rule, _ in first) and not any(rule == "vocab_published" for rule, _ in first)
+
+
+def test_an_empty_finetune_list_fine_tunes_nothing_and_unknown_names_fail(tmp_path):
+    overlay = tmp_path / "none.yaml"
+    overlay.write_text("finetune:\n  models: []\n")
+    counts, _ = planned_jobs(tmp_path, "--configfile", str(SMOKE), str(overlay))
+    assert "finetune" not in counts and "skipped_model" not in counts and counts["adapt"] == 3
+    overlay.write_text("finetune:\n  models: [exBERT, EDAD]\n")
+    out = snakemake(tmp_path, "-n", "--configfile", str(SMOKE), str(overlay))
+    assert out.returncode != 0 and "finetune.models: unknown row(s) ['EDAD']" in out.stdout + out.stderr
 
 
 def test_task_distilled_rows_plan_their_teachers_distillations_and_table6(tmp_path):
@@ -137,7 +170,7 @@ def test_smoke_dag_outputs(smoke):
                 assert 0 <= result["metrics"]["test"]["entity"]["f1"] <= 1 and result["train_seconds"] > 0
                 assert result["epochs"] == (1 if model == "BERT" else 2)  # smoke's teacher / student epochs
     skipped = json.loads((results / "finetune" / "BioBERT" / "skipped.json").read_text())
-    assert skipped["model"] == "BioBERT" and "HF_HUB_OFFLINE is set" in skipped["reason"]  # the helper's env
+    assert skipped["model"] == "BioBERT" and "models.fetch_published is false" in skipped["reason"]
     check = json.loads((results / "export" / "EDAD_linear-BC5CDR-IOB" / "check.json").read_text())
     assert check["same_sentences_and_words"] and check["word_label_differences"] == 0  # the tagger = the run
     kept = [(results / "finetune" / "EDAD_linear" / d / "seed1" / "model").is_dir() for d in ("BC5CDR-IOB", "BioNLP09-IOB")]
