@@ -107,7 +107,7 @@ def test_the_demo_plans_the_same_jobs_with_or_without_mirror_online_or_offline(t
 
 def test_an_empty_finetune_list_fine_tunes_nothing_and_unknown_names_fail(tmp_path):
     overlay = tmp_path / "none.yaml"
-    overlay.write_text("finetune:\n  models: []\n")
+    overlay.write_text("finetune:\n  models: []\nexport:\n  ner:\n    rows: []\n")  # an export needs its fine-tuning
     counts, _ = planned_jobs(tmp_path, "--configfile", str(SMOKE), str(overlay))
     assert "finetune" not in counts and "skipped_model" not in counts and counts["adapt"] == 3
     overlay.write_text("finetune:\n  models: [exBERT, EDAD]\n")
@@ -120,8 +120,8 @@ def test_task_distilled_rows_plan_their_teachers_distillations_and_table6(tmp_pa
     overlay = tmp_path / "td.yaml"
     overlay.write_text("task_distill:\n  rows: [EDAD_linear]\n  teacher: exBERT\n")
     counts, jobs = planned_jobs(tmp_path, "--configfile", str(overlay))
-    # exBERT's 15 fine-tunings keep their weights (finetune_kept); EDAD_linear_TD's 15 are added to the 15 x 15
-    assert (counts["finetune_kept"], counts["task_distill"], counts["finetune"]) == (15, 15, 14 * 15 + 15)
+    # exBERT's 15 fine-tunings keep their weights (finetune_kept); EDAD_linear_TD's 15 are added to the other 18 rows'
+    assert (counts["finetune_kept"], counts["task_distill"], counts["finetune"]) == (15, 15, 18 * 15 + 15)
     assert '"keep_model": true' in jobs and "results/table6.md" in jobs
     assert ("--name EDAD_linear_TD --model results/train/td_EDAD_linear/BC5CDR-IOB/seed3/student --tokenizer= "
             "--role student --dataset BC5CDR-IOB") in jobs
