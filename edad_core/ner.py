@@ -60,7 +60,7 @@ from transformers import AutoConfig, AutoTokenizer
 from edad_core.checkpointing import tokenizer_sha256, weights_sha256
 from edad_core.download import resolve_model
 from edad_core.engine import Engine, TrainConfig
-from edad_core.files import atomic_write_json, atomic_write_text, sha256_file
+from edad_core.files import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 from edad_core.modeling import ExBertForTokenClassification
 from edad_core.ner_data import read_iob
 from edad_core.windows import Window, encode, encode_cut, word_pieces  # noqa: F401  (word_pieces: tests)
@@ -287,8 +287,9 @@ def finetune_and_evaluate(*, name: str, source: str, role: str, dataset: str, da
         atomic_write_text(output_dir / f"predictions-{split}.conll", conll(words, gold, pred))
     result["inference_examples_per_s"] = len(splits["test"]) / result["test_inference_seconds"]
     if settings["keep_model"]:
-        model.save_pretrained(output_dir / "model")
-        tokenizer.save_pretrained(output_dir / "model")
+        with atomic_dir(output_dir / "model") as folder:  # whole or not at all
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
     elif (output_dir / "model").exists():
         shutil.rmtree(output_dir / "model")
     atomic_write_json(output_dir / "result.json", result, indent=2)  # last: marks a complete run

@@ -27,6 +27,7 @@ from transformers import AutoConfig, BertConfig
 from edad_core.checkpointing import tokenizer_sha256, weights_sha256
 from edad_core.download import resolve_model
 from edad_core.engine import Engine, TrainConfig
+from edad_core.files import atomic_dir
 from edad_core.losses import TinyBertLoss, distilled_teacher_layers, edad_student_loss, mlm_nsp_loss
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
 from edad_core.pretrain_data import MlmMasker, PretrainingDataset, pad_collate
@@ -205,13 +206,14 @@ def _train(run: dict, train: TrainConfig, models: dict[str, nn.Module], trainabl
 
 
 def _save_models(engine: Engine, saves: dict, output_dir, tokenizer_dir) -> None:
-    """Each final model as a save_pretrained folder with the tokenizer files beside it (rank 0 only)."""
+    """Each final model as a save_pretrained folder with the tokenizer files beside it (rank 0 only), written whole
+    or not at all (a crash mid-save leaves no half-written folder for a later job to read)."""
     for name, pick in saves.items():
-        folder = Path(output_dir) / name
-        pick(engine).save_pretrained(folder)
-        for item in Path(tokenizer_dir).iterdir():
-            if item.is_file():
-                shutil.copy2(item, folder / item.name)
+        with atomic_dir(Path(output_dir) / name) as folder:
+            pick(engine).save_pretrained(folder)
+            for item in Path(tokenizer_dir).iterdir():
+                if item.is_file():
+                    shutil.copy2(item, folder / item.name)
 
 
 def _extension(teacher: dict) -> dict:
