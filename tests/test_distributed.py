@@ -6,7 +6,7 @@ import sys
 
 FAULTS_OF_REALLOCATION = """
 import resource, sys, torch
-from edad_core.distributed import init_distributed
+from edad_core.engine import init_distributed  # as a training process imports it (with transformers)
 
 def faults(n=10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
