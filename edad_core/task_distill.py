@@ -206,4 +206,6 @@ def run_task_distill(run: dict, *, data_dir, teacher_dir, student_dir, output_di
                "train_cpu_seconds": sum(s["train_cpu_seconds"] for s in summaries.values()),
                "teacher_finetune_seconds": teacher_seconds, "phases": summaries}
     atomic_write_json(output_dir / "train_summary.json", summary, indent=2)
+    for phase in PHASES:  # the finished phases' taggers (44 MB each at mini size) are in output_dir now: disk
+        shutil.rmtree(work_dir / phase)
     return summary
