@@ -226,8 +226,9 @@ def _locked(dest: Path):
     """One writer per destination, across threads and processes (the lock dies with its holder). The lock file
     is removed when its holder is done (a waiter then sees that and locks a new one: edad_core.files.hold)."""
     lock = dest.with_name(f".{dest.name}.lock")
-    while (fd := hold(lock, create=True)) is None:
-        pass
+    fd = None
+    while fd is None:  # hold() waits for the lock; None: its holder removed the file meanwhile, so lock the new one
+        fd = hold(lock, create=True)
     try:
         yield
     finally:

@@ -63,7 +63,8 @@ from edad_core.engine import Engine, TrainConfig
 from edad_core.files import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 from edad_core.modeling import ExBertForTokenClassification
 from edad_core.ner_data import read_iob
-from edad_core.windows import Window, encode, encode_cut, word_pieces  # noqa: F401  (word_pieces: tests)
+from edad_core.windows import (  # noqa: F401  (word_pieces: tests)
+    Window, encode, encode_cut, padded_batches, word_pieces)
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +146,12 @@ def predict_windows(model, windows_: list[Window], batch_size: int, device, pad_
     """The predicted label id at every position of every window (batches of the longest inputs first)."""
     model.eval()
     best = [None] * len(windows_)
-    order = sorted(range(len(windows_)), key=lambda i: -len(windows_[i].input_ids))
-    for b in range(0, len(order), batch_size):
-        chunk = order[b : b + batch_size]
-        ids = pad_sequence([torch.tensor(windows_[i].input_ids) for i in chunk], batch_first=True,
-                           padding_value=pad_id).to(device)
-        mask = attention_mask([len(windows_[i].input_ids) for i in chunk], hide_specials)
-        for i, row in zip(chunk, model(input_ids=ids, attention_mask=mask.to(device)).logits.argmax(-1).cpu()):
-            best[i] = row
+    index = {id(win): i for i, win in enumerate(windows_)}
+    for chunk, ids, mask in padded_batches(windows_, batch_size, pad_id, hide_specials):  # the tagger's batches
+        logits = model(input_ids=torch.from_numpy(ids).to(device),
+                       attention_mask=torch.from_numpy(mask).to(device)).logits
+        for win, row in zip(chunk, logits.argmax(-1).cpu()):
+            best[index[id(win)]] = row
     return best
 
 

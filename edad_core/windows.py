@@ -100,8 +100,8 @@ def encode_cut(tokenizer, sentences: list[list[str]], max_length: int) -> list[W
 def padded_batches(windows_: list[Window], batch_size: int, pad_id: int, hide_specials: bool = False
                    ) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray]]:
     """Batches of windows, longest first (little padding), each padded to its longest: (windows, input_ids,
-    attention_mask), int64 arrays [batch, length], as edad_core.ner.predict_windows batches them (hide_specials:
-    [CLS] and [SEP] masked too, the authors' protocol)."""
+    attention_mask), int64 arrays [batch, length] (hide_specials: [CLS] and [SEP] masked too, the authors'
+    protocol). The tagger and edad_core.ner.predict_windows (evaluation) both batch with it."""
     order = sorted(range(len(windows_)), key=lambda i: -len(windows_[i].input_ids))
     for b in range(0, len(order), batch_size):
         chunk = [windows_[i] for i in order[b : b + batch_size]]
