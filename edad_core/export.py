@@ -29,7 +29,7 @@ from seqeval.metrics import f1_score
 from edad_core.files import atomic_write_json
 from edad_core.hub import export_for_hub
 from edad_core.ner_data import read_iob
-from edad_core.report import paper_dataset
+from edad_core.report import fmt, paper_dataset
 from edad_core.tagger import SCHEMES, TAGGER_KEY, Tagger
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,6 @@ def tagger_tags(tagger: Tagger, tags: list[str]) -> list[str]:
     return out
 
 
-def _cell(row, key: str) -> str:
-    mean, ci = row[key], row[f"{key}_ci"]
-    return f"{mean:.2f}" if math.isnan(ci) else f"{mean:.2f} ± {ci:.2f}"
-
-
 def corpus_licences(sources: list[dict]) -> list[str]:
     out = []
     for s in sources:
@@ -154,7 +149,11 @@ def model_card(*, name: str, model: str, dataset: str, seed: int, summary: pd.Da
                          tags=["biomedical", "ner", "edad", "knowledge-distillation"], eval_results=evals,
                          datasets=[paper_dataset(dataset)], base_model=None)
     mode = settings["seqeval_mode"] or "conlleval"
-    f1_rows = "\n".join(f"| {paper_dataset(d)} | {_cell(row, f'{d}:entity_f1')} | {_cell(row, f'{d}:token_f1')} | "
+
+    def cell(d: str, metric: str) -> str:
+        return fmt(row[f"{d}:{metric}"], row[f"{d}:{metric}_ci"])
+
+    f1_rows = "\n".join(f"| {paper_dataset(d)} | {cell(d, 'entity_f1')} | {cell(d, 'token_f1')} | "
                         f"{int(row[f'{d}:seeds'])} |" for d in datasets)
     time_h = "" if math.isnan(row.time_h) else f"{row.time_h:.4g} h" + (
         "" if math.isnan(row.time_ci_h) else f" ± {row.time_ci_h:.2g}")
@@ -187,7 +186,7 @@ or, with the EDAD package (sentence splitting, the training tokenisation, window
 
 Entity F1: seqeval, micro-averaged over entity types, mode {mode}, scheme {settings["seqeval_scheme"]} (an entity
 counts only with exact boundaries and type). Token macro F1: scikit-learn's macro F1 over the first sub-word of
-each word, O counted as a class (the EDAD authors' metric; the paper's figures are on this scale). The 95% interval
+each word, O counted as a class (one prediction per word; the EDAD authors' own metric scores every piece). The 95% interval
 is t(0.975, n-1) * s / sqrt(n) over the n seeds. Fine-tuning: {settings["epochs"]} epochs at lr {settings["lr"]},
 batch {settings["batch_size"]}, windows of {settings["max_length"]} pieces.
 
