@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from huggingface_hub import try_to_load_from_cache
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch import nn
@@ -141,15 +140,13 @@ def claim_work_dir(work_dir: Path, fingerprint: dict) -> None:
 
 
 def _local_file(model: str, name: str) -> Path | None:
-    if Path(model).is_dir():
-        return Path(model, name) if Path(model, name).is_file() else None
-    cached = try_to_load_from_cache(model, name)  # a hub id: the copy from_pretrained read
-    return Path(cached) if isinstance(cached, str) else None
+    # callers pass a local folder (edad_core.download.resolve_model finds or fetches it), never a hub id
+    return Path(model, name) if Path(model, name).is_file() else None
 
 
 def weights_sha256(model: str) -> dict[str, str]:
-    """sha256 of config.json and of the weights from_pretrained reads from `model` (a folder, or a hub id already
-    loaded once, so in the local cache): the first of WEIGHT_FILES present, with an index's shards."""
+    """sha256 of config.json and of the weights from_pretrained reads from the model folder `model`: the first of
+    WEIGHT_FILES present, with an index's shards."""
     files = {"config.json": _local_file(model, "config.json")}
     for name in WEIGHT_FILES:
         if path := _local_file(model, name):
@@ -164,7 +161,7 @@ def weights_sha256(model: str) -> dict[str, str]:
 
 
 def tokenizer_sha256(folder) -> dict[str, str]:
-    """sha256 of the tokenizer files (TOKENIZER_FILES) in `folder` (a folder or a loaded hub id)."""
+    """sha256 of the tokenizer files (TOKENIZER_FILES) in `folder`."""
     return {name: sha256_file(path) for name in TOKENIZER_FILES if (path := _local_file(str(folder), name))}
 
 
