@@ -25,8 +25,8 @@ include: "rules/train.smk"
 include: "rules/finetune.smk"
 include: "rules/task_distill.smk"
 include: "rules/report_inputs.smk"
-include: "rules/report.smk"
 include: "rules/export_inputs.smk"
+include: "rules/report.smk"
 include: "rules/export.smk"
 
 

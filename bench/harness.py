@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from edad_core.losses import distilled_teacher_layers
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining, ExBertModel
 from edad_core.pretrain_data import MlmMasker, create_examples
 from edad_core.stages import EXTENSION_KEYS, AdaptStep, DistillationStudent, DistillStep, EdadStep, build_student
+from edad_core.timing import interleaved, load_average, spread  # noqa: F401 (the benches' names)
 from edad_core.vocab import SPECIAL_TOKENS, load_base_vocab, write_tokenizer_dir
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -66,40 +65,12 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def load_average() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def interleaved(cases: dict[str, Callable[[], float | None]], repeats: int, warmup: bool = True) -> dict:
-    """Run the cases A B C A B C ... `repeats` times (after one untimed round with `warmup`), so that a change of
-    the machine's load falls on all of them alike. A case returns its own seconds, or None to be timed here.
-    -> {case: {"seconds": [...], "cpu_seconds": [this process's CPU time of each run, all threads: steadier than
-    the wall time on a shared machine], "load": [1-minute load average after each run]}}"""
-    if warmup:
-        for fn in cases.values():
-            fn()
-    timings = {name: {"seconds": [], "cpu_seconds": [], "load": []} for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            start, cpu_start = time.perf_counter(), time.process_time()
-            seconds = fn()
-            timings[name]["seconds"].append(time.perf_counter() - start if seconds is None else seconds)
-            timings[name]["cpu_seconds"].append(time.process_time() - cpu_start)
-            timings[name]["load"].append(load_average())
-    return timings
-
-
 def synchronized(fn: Callable[[], None], device: torch.device) -> Callable[[], None]:
     """fn, returning only once the device has done its queued work (a GPU runs asynchronously)."""
     def run():
         fn()
         synchronize(device)
     return run
-
-
-def spread(values: list[float]) -> dict:
-    """Median, min and max, rounded for printing."""
-    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
 
 
 def ratio_spread(numerators: list[float], denominators: list[float]) -> dict:

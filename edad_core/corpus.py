@@ -203,7 +203,7 @@ def check_sources(sources) -> list[dict]:
         if kind == "pmc":
             _check_pmc(cfg)
         if kind == "urls":
-            cfg["items"] = _url_items(cfg)
+            cfg["items"] = url_items(cfg)
         if kind == "local":
             cfg["items"] = _local_items(cfg)
         checked.append(cfg)
@@ -242,7 +242,7 @@ def _format_of(path: str, where: str) -> str:
     return fmt
 
 
-def _url_items(cfg: dict) -> list[tuple[str, str | None, str]]:
+def url_items(cfg: dict) -> list[tuple[str, str | None, str]]:
     """(url, sha256 or None, format) from `urls:` then `url_file:`."""
     items = [(u, None, _format_of(urllib.parse.urlsplit(u).path, f"{cfg['key']}.urls[{j}]")) for j, u in enumerate(cfg["urls"])]
     if cfg["url_file"]:

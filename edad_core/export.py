@@ -1,9 +1,12 @@
 """A fine-tuned NER model as a tagger anyone can run (rule export_ner): the kept model of one seed, its code for
-transformers alone (edad_core.hub), the settings the tagger needs, a check that the tagger reproduces the run's
-test predictions, its speed, and a model card.
+transformers alone (edad_core.hub), the settings the tagger needs, its ONNX fp32 and int8 files
+(edad_core.onnx_export), a check that the tagger reproduces the run's test predictions, the test F1 and speed on
+raw text of every backend (edad_core.tagging_speed: speed.json), and a model card.
 
     seed = median_seed(results)                      # results: result.json of every seed of one model x dataset
-    export_ner(result_dir=".../seed2", summary_csv=..., test_tsv=..., out_dir=..., provenance={...}, command=...)
+    docs, source = speed_documents(config["export"]["ner"]["speed"], mirror=..., cache_dir=...)
+    export_ner(result_dir=".../seed2", summary_csv=..., test_tsv=..., out_dir=..., provenance={...}, command=...,
+               onnx=True, speed={"threads": 2, "batch_size": 32, "rounds": 3, "source": source}, speed_documents=docs)
 
 The check: the test split's sentences, written as raw text with known offsets (one sentence per line, words
 separated by a space, but none after a period, ! or ? (and its closing brackets) inside a sentence: "2 .5",
@@ -15,22 +18,26 @@ and shown in the card, not fatal: a near tie decided by float noise is no error)
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
+import os
 import re
-import time
 from pathlib import Path
 
 import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from seqeval.metrics import f1_score
 
-from edad_core.files import atomic_write_json
+from edad_core.corpus import url_items
+from edad_core.download import cached_bytes
 from edad_core.hub import export_for_hub
 from edad_core.ner_data import read_iob
+from edad_core.onnx_export import export_onnx
 from edad_core.report import fmt, paper_dataset
 from edad_core.tagger import SCHEMES, TAGGER_KEY, Tagger
+from edad_core.tagging_speed import measure_folders, speed_frame, speed_note
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +86,13 @@ def raw_test_text(sentences: list[list[str]]) -> tuple[str, list[list[tuple[int,
     return "".join(lines), offsets
 
 
-def check_and_time(tagger: Tagger, test_tsv, predictions_conll) -> dict:
-    """Tag the test text end to end; compare with the run's predictions (module docstring); speed."""
-    gold = read_iob(test_tsv)
+def check_tagger(tagger: Tagger, gold: list, predictions_conll) -> dict:
+    """Tag the test text (gold: read_iob of test.tsv) end to end; compare with the run's predictions (module
+    docstring)."""
     run = [[line.split(" ")[2] for line in block.splitlines()]
            for block in Path(predictions_conll).read_text().split("\n\n") if block.strip()]
     text, offsets = raw_test_text([w for w, _ in gold])
-    start = time.perf_counter()
     doc = next(tagger.tag([{"id": "test", "text": text}]))
-    seconds = time.perf_counter() - start
     ours = [[t for _, _, t in sentence] for sentence in doc["sentences"]]
     same_split = [[(s, e) for s, e, _ in sentence] for sentence in doc["sentences"]] == offsets
     scheme = None if tagger.mode is None else SCHEMES[tagger.scheme]
@@ -103,8 +108,22 @@ def check_and_time(tagger: Tagger, test_tsv, predictions_conll) -> dict:
         "entity_tag_differences": differences(ours, [tagger_tags(tagger, tags) for tags in run]),
         "run_f1": f1_score(gold_tags, run, mode=tagger.mode, scheme=scheme),
         "tagger_f1": f1_score(gold_tags, ours, mode=tagger.mode, scheme=scheme) if same_split else None,
-        "seconds": seconds, "sentences_per_s": len(gold) / seconds, "characters_per_s": len(text) / seconds,
     }
+
+
+def speed_documents(speed: dict, *, mirror, cache_dir) -> tuple[list[dict], str]:
+    """The first `speed["documents"]` .txt URLs of `speed["urls"]` then `speed["url_file"]` (the corpus's
+    '<url> [<sha256>]' lines), as {"id", "text"}: from the download cache, the mirror or the URL
+    (edad_core.download.cached_bytes), each checked against its sha256; and what they are, for the card."""
+    count = speed["documents"]
+    items = [(url, sha256) for url, sha256, fmt in url_items({"key": "export.ner.speed", **speed}) if fmt == "txt"]
+    if len(items) < count:
+        raise ValueError(f"export.ner.speed.documents: {count}, but export.ner.speed lists {len(items)} .txt URLs")
+    docs = [{"id": Path(url).stem, "text": cached_bytes(url, Path(cache_dir), mirror, "sha256", sha256).decode("utf-8")}
+            for url, sha256 in items[:count]]
+    folder = os.path.commonprefix([url for url, _ in items[:count]]).rpartition("/")[0]
+    listed = f"the first .txt URLs of `{speed['url_file']}`" if speed["url_file"] and not speed["urls"] else "URLs"
+    return docs, f"{listed}, in {folder}/"
 
 
 def tagger_tags(tagger: Tagger, tags: list[str]) -> list[str]:
@@ -130,7 +149,8 @@ def corpus_licences(sources: list[dict]) -> list[str]:
 
 
 def model_card(*, name: str, model: str, dataset: str, seed: int, summary: pd.DataFrame, datasets: list[str],
-               check: dict, provenance: dict, command: str, settings: dict) -> ModelCard:
+               check: dict, speeds: list[dict], speed_source: str, provenance: dict, command: str,
+               settings: dict) -> ModelCard:
     """The card: Hub metadata (model-index: test entity and token F1 of every dataset, from summary.csv) and text."""
     row = summary.loc[model]
     seeds = int(row[f"{dataset}:seeds"])
@@ -193,16 +213,19 @@ batch {settings["batch_size"]}, windows of {settings["max_length"]} pieces.
 ## Model
 
 - Parameters: {row.tagger_params_m:.1f} M; training time cost (pretraining, as in the paper's tables): {time_h or "n/a"}.
-- Speed: {check["sentences_per_s"]:.0f} sentences/s, {check["characters_per_s"]:.0f} characters/s on CPU with
-  {provenance["threads"]} thread(s), `edad predict` end to end on the {paper_dataset(dataset)} test text
-  ({check["sentences"]} sentences), measured when the export was made (on a shared machine; see the project's
-  BENCHMARKS.md for controlled figures).
 - Teacher (base checkpoint): `{provenance["teacher"]}`; student: {provenance["student"]}.
 - Vocabulary: {vocab}.
 - Pretraining corpus: {stats["documents"]:,} documents, {stats["tokens"]:,} words ({stats["sentences"]:,} sentences).
 - Check: the tagger on the test text ({check["sentences"]} sentences, {check["words"]} words) gives
   {agree}; entity F1 {check["run_f1"] * 100:.2f} in the run, {(check["tagger_f1"] or 0) * 100:.2f} from the
   tagger's entities.
+
+## Speed
+
+{speed_frame(speeds).to_markdown(index=False, disable_numparse=True)}
+
+{speed_note(speeds, speed_source)} The ONNX files lie beside the weights (`edad predict --onnx int8`, no torch
+needed); int8 is onnxruntime's dynamic quantisation of the linear layers.
 
 ## Licences and attribution
 
@@ -219,29 +242,47 @@ batch {settings["batch_size"]}, windows of {settings["max_length"]} pieces.
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
-def export_ner(*, result_dir, summary_csv, test_tsv, out_dir, datasets: list[str], provenance: dict,
-               command: str) -> dict:
-    """Write the tagger folder `out_dir` from the kept model of one fine-tuning run (result_dir/model)."""
+def export_ner(*, result_dir, summary_csv, test_tsv, out_dir, datasets: list[str], provenance: dict, command: str,
+               onnx: bool, speed: dict, speed_documents: list[dict]) -> dict:
+    """Write the tagger folder `out_dir` from the kept model of one fine-tuning run (result_dir/model): the model
+    with its code, the ONNX exports (`onnx`), check.json, speed.json (edad_core.tagging_speed on `speed_documents`,
+    `speed`: threads, batch_size, rounds, source) and the card."""
     result_dir = Path(result_dir)
     result = json.loads((result_dir / "result.json").read_text())
     model_dir = result_dir / "model"
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"{model_dir}: no kept model (the finetune rule keeps it for the exported rows and "
                          "datasets; rerun that job)")
+    if onnx and not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+        raise ValueError("export.ner.onnx is true, but onnx or onnxruntime is not installed: "
+                         "pip install -e '.[onnx]', or set export.ner.onnx: false")
     settings = result["settings"]
     tagger_settings = {"max_length": settings["max_length"], "seqeval_mode": settings["seqeval_mode"],
                        "seqeval_scheme": settings["seqeval_scheme"], "protocol": settings.get("protocol", "standard")}
     summary = pd.read_csv(summary_csv, index_col="model")
     provenance = {**provenance, "model_config": json.loads((model_dir / "config.json").read_text())}
-    tagger = Tagger(model_dir, device="cpu", batch_size=settings["per_device_batch_size"],
-                    threads=provenance["threads"], settings=tagger_settings)
-    check = check_and_time(tagger, test_tsv, result_dir / "predictions-test.conll")
-    log.info("check: %s", check)
-    if not check["same_sentences_and_words"] or check["word_label_differences"] or check["entity_tag_differences"]:
-        log.warning("the tagger differs from the run's predictions: %s", check)
-    card = model_card(name=Path(out_dir).name, model=result["name"], dataset=result["dataset"], seed=result["seed"],
-                      summary=summary, datasets=datasets, check=check, provenance=provenance, command=command,
-                      settings={**settings, "epochs": result["epochs"], "lr": result["lr"]})
-    export_for_hub(model_dir, out_dir, extra_config={TAGGER_KEY: tagger_settings}, readme=str(card),
-                   extra_files={"check.json": json.dumps(check, indent=2) + "\n"})
-    return check
+    gold = read_iob(test_tsv)
+
+    def finish(folder: Path) -> dict[str, str]:
+        if onnx:
+            export_onnx(folder)
+        # the run's batch size and threads: its test predictions come back exactly
+        tagger = Tagger(folder, device="cpu", batch_size=settings["per_device_batch_size"],
+                        threads=provenance["threads"])
+        check = check_tagger(tagger, gold, result_dir / "predictions-test.conll")
+        log.info("check: %s", check)
+        if not check["same_sentences_and_words"] or check["word_label_differences"] or check["entity_tag_differences"]:
+            log.warning("the tagger differs from the run's predictions: %s", check)
+        speeds = measure_folders({result["name"]: folder}, speed_documents, threads=speed["threads"],
+                                 batch_size=speed["batch_size"], rounds=speed["rounds"],
+                                 test=(raw_test_text([w for w, _ in gold])[0], [t for _, t in gold]))
+        card = model_card(name=Path(out_dir).name, model=result["name"], dataset=result["dataset"],
+                          seed=result["seed"], summary=summary, datasets=datasets, check=check, speeds=speeds,
+                          speed_source=speed["source"], provenance=provenance, command=command,
+                          settings={**settings, "epochs": result["epochs"], "lr": result["lr"]})
+        return {"README.md": str(card), "check.json": json.dumps(check, indent=2) + "\n",
+                "speed.json": json.dumps({"source": speed["source"], "seed": result["seed"], "dataset": result["dataset"],
+                                          "rows": speeds}, indent=2) + "\n"}
+
+    export_for_hub(model_dir, out_dir, extra_config={TAGGER_KEY: tagger_settings}, finish=finish)
+    return json.loads((Path(out_dir) / "check.json").read_text())

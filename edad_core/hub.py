@@ -17,6 +17,7 @@ import ast
 import inspect
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from edad_core import modeling
@@ -69,17 +70,17 @@ def split_modeling_source() -> tuple[str, str]:
     return header + "from transformers import BertConfig\n\n\n" + config_source, "".join(model_lines).rstrip() + "\n"
 
 
-def export_for_hub(model_dir, out_dir, *, extra_config: dict | None = None, readme: str | None = None,
-                   extra_files: dict[str, str] | None = None) -> Path:
+def export_for_hub(model_dir, out_dir, *, extra_config: dict | None = None,
+                   finish: Callable[[Path], dict[str, str]] | None = None) -> Path:
     """Copy a saved model folder (config.json, weights, tokenizer files) to `out_dir` with the model code, the
-    `auto_map` (and `extra_config`) in config.json and a README (`readme`, or a generic one) plus `extra_files`
-    ({name: text}); the whole folder appears at once."""
+    `auto_map` (and `extra_config`) in config.json and a generic README; then `finish(folder)`, if given, works on
+    the complete folder (it may add files, e.g. ONNX exports) and returns more files ({name: text}; a README.md
+    replaces the generic one). The whole folder appears at once, after `finish`."""
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
     if config.get("model_type") != modeling.ExBertConfig.model_type:
         raise ValueError(f"{model_dir}/config.json: model_type {config.get('model_type')!r}, expected 'exbert'")
     config_code, model_code = split_modeling_source()
-    readme = readme or README.format(name=Path(out_dir).name, config=CONFIG_MODULE, model=MODEL_MODULE)
     with atomic_dir(out_dir) as tmp:
         for f in model_dir.iterdir():
             if f.is_file() and f.name != "config.json":
@@ -88,6 +89,7 @@ def export_for_hub(model_dir, out_dir, *, extra_config: dict | None = None, read
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         (tmp / f"{CONFIG_MODULE}.py").write_text(config_code)
         (tmp / f"{MODEL_MODULE}.py").write_text(model_code)
-        for name, text in {"README.md": readme, **(extra_files or {})}.items():
+        (tmp / "README.md").write_text(README.format(name=Path(out_dir).name, config=CONFIG_MODULE, model=MODEL_MODULE))
+        for name, text in (finish(tmp) if finish else {}).items():
             (tmp / name).write_text(text)
     return Path(out_dir)

@@ -38,6 +38,7 @@ from edad_core.losses import TinyBertLoss
 from edad_core.modeling import ExBertConfig, ExBertForPreTraining
 from edad_core.ner_data import read_iob
 from edad_core.registry import COST_TABLES, TABLES, TASK_DISTILLED, TASK_TABLE, paper_figures
+from edad_core.tagging_speed import SPEED_COLUMNS, speed_frame, speed_note
 
 log = logging.getLogger(__name__)
 
@@ -563,6 +564,25 @@ def table5(folders: dict[str, str], summary: pd.DataFrame, sentences: list[list[
         rows.append(row)
         log.info("table 5: %s", row)
     return pd.DataFrame(rows)
+
+
+def write_table5(table: pd.DataFrame, tagging: list[dict], stem) -> None:
+    """`stem`.csv (the models), `stem`_tagging.csv (each exported tagger's backends: the speed.json of rule
+    export_ner, edad_core.tagging_speed) and `stem`.md with both, the tagging rows' measurement notes below them."""
+    stem = Path(stem)
+    rows = pd.concat([speed_frame(t["rows"]).assign(Dataset=paper_dataset(t["dataset"]), Seed=t["seed"])
+                      for t in tagging] or [speed_frame([]).assign(Dataset=[], Seed=[])])
+    rows = rows[["Model", "Dataset", "Seed", *SPEED_COLUMNS[1:]]]
+    notes = "".join(f"- {t['rows'][0]['model']}, {paper_dataset(t['dataset'])}: {speed_note(t['rows'], t['source'])}\n"
+                    for t in tagging)
+    text = (table.to_markdown(index=False, disable_numparse=True) + "\n\n## Tagging raw text (exported taggers)\n\n"
+            + (rows.to_markdown(index=False, disable_numparse=True) + "\n\n" + notes if tagging
+               else "No tagger is exported (config export.ner.rows).\n"))
+    with atomic_files(stem.with_suffix(".csv"), stem.with_name(stem.name + "_tagging.csv"), stem.with_suffix(".md")
+                      ) as (csv, tagging_csv, md):
+        table.to_csv(csv, index=False)
+        rows.to_csv(tagging_csv, index=False)
+        md.write_text(text)
 
 
 def write_summary(summary: pd.DataFrame, path) -> None:

@@ -19,6 +19,15 @@ def export_targets():
     return [f"{RESULTS}/export/{r}-{d}" for r, d in export_pairs()]
 
 
+def speed_settings():
+    """export.ner.speed, its url_file found in the working directory, else in the workflow's folder (where
+    config/demo_corpus_urls.txt ships), as a path relative to the working directory."""
+    speed = dict(config["export"]["ner"]["speed"])
+    if speed["url_file"] and not os.path.isabs(speed["url_file"]) and not os.path.exists(speed["url_file"]):
+        speed["url_file"] = os.path.relpath(os.path.join(workflow.basedir, speed["url_file"]))
+    return speed
+
+
 def export_provenance(model):
     """What the card says about how the model was made (the rest it reads from the run and the model folder)."""
     student = config["models"]["student"]

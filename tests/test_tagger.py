@@ -19,12 +19,15 @@ from tagger_model import BC5CDR, SETTINGS
 
 from edad_core import report
 from edad_core.cli import loader_problems, main
-from edad_core.export import export_ner, median_seed, raw_test_text, tagger_tags
+from edad_core.export import export_ner, median_seed, raw_test_text, speed_documents, tagger_tags
 from edad_core.ner_data import read_iob
 from edad_core.tagger import Tagger, sentences_of, words_of
+from edad_core.tagging_speed import BACKENDS, speed_frame
 from edad_core.textio import InputError, read_documents, read_pubtator, to_jsonl, to_pubtator
 from edad_core.windows import encode
 
+CRAFT_URL = ("https://raw.githubusercontent.com/UCDenver-ccp/CRAFT/2abe82b8bb8089448b84937d5f61d8c218011322/articles/"
+             "txt/15921521.txt")
 TAGGER_SETTINGS = {**{k: SETTINGS[k] for k in ("max_length", "seqeval_mode", "seqeval_scheme")}, "protocol": "standard"}
 
 
@@ -37,7 +40,7 @@ def run_cli(*args) -> str:
 
 
 @pytest.fixture(scope="module")
-def exported(tagger_run, tmp_path_factory):
+def exported(tagger_run, tmp_path_factory, mirror):
     """The run exported as rule export_ner does, with its summary.csv and the check's figures."""
     root = tmp_path_factory.mktemp("export")
     runs, _ = report.load_runs([tagger_run / "result.json"])
@@ -47,9 +50,13 @@ def exported(tagger_run, tmp_path_factory):
                   "student": "2 layers", "sources": [{"kind": "urls", "url_file": "config/demo_corpus_urls.txt"}],
                   "corpus_stats": {"documents": 3, "tokens": 4000, "sentences": 160}}
     out = root / "EDAD_linear-BC5CDR-IOB"
+    speed = {"urls": [CRAFT_URL, CRAFT_URL.replace("15921521", "16504174")], "url_file": None, "documents": 2,
+             "rounds": 2, "threads": 1, "batch_size": 16}
+    documents, source = speed_documents(speed, mirror=mirror, cache_dir=root / "cache")
     check = export_ner(result_dir=tagger_run, summary_csv=root / "summary.csv",
                        test_tsv=tagger_run.parent / "data" / "test.tsv", out_dir=out, datasets=["BC5CDR-IOB"],
-                       provenance=provenance, command="snakemake --configfile config/mini.yaml")
+                       provenance=provenance, command="snakemake --configfile config/mini.yaml", onnx=True,
+                       speed={**speed, "source": source}, speed_documents=documents)
     return out, root / "summary.csv", check
 
 
@@ -157,9 +164,13 @@ def test_the_card_parses_and_its_figures_are_summary_csv(exported):
     assert card.data.eval_results[0].dataset_name == "BC5CDR" and card.data.pipeline_tag == "token-classification"
     text = card.text
     assert f"| BC5CDR | {summary['BC5CDR-IOB:entity_f1']:.2f} | {summary['BC5CDR-IOB:token_f1']:.2f} | 1 |" in text
-    for needed in ("CC BY 4.0", "Li et al. 2016", "CRAFT", "seqeval", "sentences/s", "snakemake --configfile",
-                   "Parameters: 1.0 M"):
+    for needed in ("CC BY 4.0", "Li et al. 2016", "CRAFT", "seqeval", "Sentences/s", "snakemake --configfile",
+                   "Parameters: 1.0 M", "2 documents (URLs, in https://raw.githubusercontent.com/UCDenver-ccp/CRAFT/"):
         assert needed in text, needed
+    speed = json.loads((folder / "speed.json").read_text())
+    lines = text.splitlines()
+    for row in speed_frame(speed["rows"]).itertuples(index=False):  # the card's speed table is speed.json's
+        assert any(all(f" {v} " in line for v in row) for line in lines), row
     config = json.loads((folder / "config.json").read_text())
     assert config["edad_tagger"] == TAGGER_SETTINGS and config["auto_map"]["AutoModelForTokenClassification"]
 
@@ -233,3 +244,37 @@ def test_median_seed_by_devel_f1():
     assert median_seed(runs) == 3
     assert median_seed(runs[:2]) == 1  # the lower median of two
     assert median_seed(runs + [{"seed": 4, "metrics": {"devel": {"entity": {"f1": 0.55}}}}]) == 4
+
+
+def test_the_export_times_every_backend_and_scores_it_on_the_test_text(exported, tagger_run):
+    """speed.json: PyTorch, ONNX fp32 and int8 and the pipeline, each timed on the 2 CRAFT articles, with its size
+    and the test entity F1 of the test split tagged as raw text; PyTorch's F1 is the run's, ONNX fp32's equal to
+    it (logits within 1e-4), int8 near it, the pipeline's from its own spans."""
+    folder, _, check = exported
+    speed = json.loads((folder / "speed.json").read_text())
+    rows = {r["backend"]: r for r in speed["rows"]}
+    assert list(rows) == list(BACKENDS) and (folder / "model.onnx").is_file() and (folder / "model.int8.onnx").is_file()
+    for row in rows.values():
+        assert row["documents"] == 2 and row["rounds"] == 2 and len(row["load"]) == 2 and row["threads"] == 1
+        assert 0 < row["sentences_per_s"]["min"] <= row["sentences_per_s"]["median"] <= row["sentences_per_s"]["max"]
+        assert row["characters_per_s"]["median"] > row["sentences_per_s"]["median"] and row["size_mb"] > 0
+    assert rows["int8"]["size_mb"] < rows["fp32"]["size_mb"]
+    assert rows["pytorch"]["test_entity_f1"] == round(100 * check["run_f1"], 2) == rows["fp32"]["test_entity_f1"]
+    assert abs(rows["int8"]["test_entity_f1"] - rows["pytorch"]["test_entity_f1"]) < 10
+    assert 0 < rows["pipeline"]["test_entity_f1"] <= 100
+    assert speed["seed"] == json.loads((tagger_run / "result.json").read_text())["seed"]
+
+
+def test_pipeline_spans_become_the_tagged_words_tags(exported):
+    """PipelineRun.result puts the pipeline's spans on the tagger's words: where the two decode alike (the pipeline
+    decodes as conlleval does), its tags are the tagger's."""
+    from edad_core.tagging_speed import PipelineRun, TaggerRun
+
+    folder, _, _ = exported
+    docs = [{"id": "a", "text": "Cisplatin-induced nephrotoxicity in rats.\nWe gave 2.5 mg/kg naloxone to 56-year-old men."}]
+    runs = [PipelineRun(folder, threads=1, batch_size=4), TaggerRun(Tagger(folder, device="cpu", seqeval_mode=None))]
+    for run in runs:
+        run.prepare(docs)
+        run.run()
+    piped, tagged = (run.result()[0]["sentences"] for run in runs)
+    assert piped == tagged and any(t != "O" for s in tagged for *_, t in s)

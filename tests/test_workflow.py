@@ -70,7 +70,7 @@ def test_paper_config_plans_every_run(tmp_path):
         "adapt_repeat": 6, "distill_repeat": 12, "edad_repeat": 2,
         # the 19 rows of Tables 1-4 x 3 datasets x 5 seeds are fine-tuned
         "finetune": 19 * 3 * 5, "tables": 1, "table5": 1, "plots": 1, "export_student": 1,
-        "export_ner": 3}  # EDAD's student as a tagger of each dataset
+        "export_ner": 6}  # EDAD's student and its exBERT teacher as taggers of each dataset
 
 
 def test_a_published_checkpoint_at_hand_is_distilled_in_its_own_vocab(tmp_path, minilm):
@@ -226,6 +226,10 @@ def test_smoke_tables_have_the_papers_layout_and_every_run_filled(smoke):
                                     "Average entity F1"]
     assert all(figure.fullmatch(f1) for f1 in table5["Average entity F1"])
     assert all(float(v) > 0 for column in ("Params (M)", "Size (MB)", "Sentences/s (CPU)") for v in table5[column])
+    tagging = pd.read_csv(results / "table5_tagging.csv", keep_default_na=False, dtype=str)  # the export's backends
+    assert list(tagging["Tagging with"]) == ["edad predict, PyTorch fp32", "edad predict --onnx fp32",
+                                             "edad predict --onnx int8", "transformers pipeline, PyTorch fp32"]
+    assert set(tagging.Model) == {"EDAD_linear"} and all(re.fullmatch(r"\d+\.\d\d", f) for f in tagging["Test entity F1"])
 
 
 def test_a_timing_repeat_saves_no_model_and_no_checkpoint(smoke, tmp_path):

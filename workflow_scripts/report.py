@@ -26,12 +26,15 @@ t.add_argument("--datasets", required=True, type=json.loads, help="JSON list of 
 t.add_argument("--out-dir", required=True, help="table{1..4}.csv/.md go here")
 t.add_argument("--summary", required=True, help="the aggregated numbers, one row per model (CSV)")
 t.add_argument("--claims", required=True, help="output stem of the claims' comparisons and verdicts: .csv and .md")
-f = sub.add_parser("table5", help="size, inference throughput and average F1 of every model")
+f = sub.add_parser("table5", help="size, inference throughput and average F1 of every model, and the "
+                   "exported taggers' speed per backend")
 f.add_argument("--folders", required=True, type=lambda s: dict(json.loads(s)),
                help="JSON [[model, model folder or spec], ...] (in the rows' order)")
 f.add_argument("--summary", required=True, help="the tables command's summary CSV")
 f.add_argument("--sentences", required=True, help="a NER split (TSV) to sample sentences from")
 f.add_argument("--settings", required=True, type=json.loads, help="JSON config report.throughput")
+f.add_argument("--exports", required=True, type=json.loads, help="JSON list of rule export_ner's tagger folders "
+               "(their speed.json)")
 f.add_argument("--out", required=True, help="output stem: .csv and .md")
 g = sub.add_parser("plots", help="F1 vs time cost, alpha schedules, training curves per stage")
 g.add_argument("--summary", required=True)
@@ -61,7 +64,8 @@ elif args.command == "table5":
     sentences = report.sample_sentences(args.sentences, s["sentences"], s["seed"])
     table = report.table5(args.folders, summary, sentences, batch_size=s["batch_size"], max_length=s["max_length"],
                           repeats=s["repeats"])
-    report.write_table(table, Path(args.out))
+    tagging = [json.loads((Path(folder) / "speed.json").read_text()) for folder in args.exports]
+    report.write_table5(table, tagging, args.out)
 elif args.command == "plots":
     summary = pd.read_csv(args.summary, index_col="model")
     plots.f1_vs_time(summary, args.f1_vs_time)
