@@ -575,7 +575,7 @@ def write_table5(table: pd.DataFrame, tagging: list[dict], stem) -> None:
     rows = rows[["Model", "Dataset", "Seed", *SPEED_COLUMNS[1:]]]
     notes = "".join(f"- {t['rows'][0]['model']}, {paper_dataset(t['dataset'])}: {speed_note(t['rows'], t['source'])}\n"
                     for t in tagging)
-    text = (table.to_markdown(index=False, disable_numparse=True) + "\n\n## Tagging raw text (exported taggers)\n\n"
+    text = (table.to_markdown(index=False, disable_numparse=True) + "\n\n**Tagging raw text** (the exported taggers):\n\n"
             + (rows.to_markdown(index=False, disable_numparse=True) + "\n\n" + notes if tagging
                else "No tagger is exported (config export.ner.rows).\n"))
     with atomic_files(stem.with_suffix(".csv"), stem.with_name(stem.name + "_tagging.csv"), stem.with_suffix(".md")

@@ -1,14 +1,19 @@
 # Beyond the paper: TinyBERT's task distillation (edad_core.task_distill). The teacher row task_distill.teacher is
 # fine-tuned per dataset and seed as every row is, its weights kept until the task distillations that read them
-# are done; each student of task_distill.rows is distilled from it per dataset and seed into the tagger that row
-# `<student>_TD` fine-tunes (rules/finetune.smk). No rows configured (the default): no job of this file is planned.
+# are done (for good when that row is exported too: export.ner.rows); each student of task_distill.rows is
+# distilled from it per dataset and seed into the tagger that row `<student>_TD` fine-tunes (rules/finetune.smk).
+# No rows configured (the default): no job of this file is planned.
 # Needs from rules/common.smk: TD, TD_STUDENTS, task_distill_description, finetune_settings.
+
+
+# the teacher's weights stay when it is also an exported row (rule export_ner reads them)
+TD_TEACHER_WEIGHTS = (directory if TD["teacher"] in config["export"]["ner"]["rows"] else lambda p: temp(directory(p)))
 
 
 use rule finetune as finetune_kept with:
     output:
         result=f"{RESULTS}/finetune/{{model}}/{{dataset}}/seed{{seed}}/result.json",
-        model=temp(directory(f"{RESULTS}/finetune/{{model}}/{{dataset}}/seed{{seed}}/model")),
+        model=TD_TEACHER_WEIGHTS(f"{RESULTS}/finetune/{{model}}/{{dataset}}/seed{{seed}}/model"),
     params:
         settings=as_json(finetune_settings(keep_model=True)),
     wildcard_constraints:

@@ -563,7 +563,7 @@ def test_table5_md_holds_the_tagging_rows_with_their_notes(tmp_path):
     assert list(rows["Sentences/s"]) == ["300 (290-310)", "420 (410-430)", "600 (590-610)", "100 (90-110)"]
     assert list(rows["Test entity F1"]) == ["60.00", "60.00", "59.70", "59.00"] and set(rows.Dataset) == {"BC5CDR"}
     md = (tmp_path / "table5.md").read_text()
-    assert md.index("EDAD_linear") < md.index("## Tagging raw text") < md.index("--onnx int8")
+    assert md.index("EDAD_linear") < md.index("**Tagging raw text**") < md.index("--onnx int8")
     assert "EDAD_linear: 3.00x" in md and "load average 1.10-1.30" in md and "2 threads, batch 32" in md
     report.write_table5(table, [], tmp_path / "none")
     assert "No tagger is exported" in (tmp_path / "none.md").read_text()
