@@ -130,6 +130,36 @@ def test_task_distilled_rows_plan_their_teachers_distillations_and_table6(tmp_pa
     assert out.returncode != 0 and "task_distill.rows: ['exBERT'] are not pretrained students" in out.stdout + out.stderr
 
 
+TEMP_FLAGS = """
+import sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.io import is_flagged
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=Path(sys.argv[1]),
+                            config_settings=ConfigSettings(configfiles=[Path(p) for p in sys.argv[2:]]))
+    print({name: is_flagged(f, "temp") for name, f in workflow._workflow.get_rule("finetune_kept").output.items()})
+"""
+
+
+def test_the_task_distillation_teachers_weights_stay_when_that_row_is_exported(tmp_path):
+    """finetune_kept's weights are a temp output (deleted once the distillations read them), unless the teacher
+    row is also exported: rule export_ner reads them after the distillations."""
+    overlay = tmp_path / "td.yaml"
+
+    def flags(yaml_text):
+        overlay.write_text("task_distill:\n  rows: [EDAD_linear]\n  teacher: exBERT\n" + yaml_text)
+        out = subprocess.run([sys.executable, "-c", TEMP_FLAGS, str(PROJECT / "Snakefile"), str(overlay)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout.strip().splitlines()[-1]
+
+    assert flags("export:\n  ner:\n    rows: [EDAD_linear]\n") == "{'result': False, 'model': True}"
+    assert flags("") == "{'result': False, 'model': False}"  # config.yaml exports exBERT too
+
+
 def test_bad_config_is_rejected_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  batch_size: 0\n")
