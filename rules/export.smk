@@ -11,6 +11,11 @@ rule export_ner:
         script=f"{SCRIPTS}/export.py",
         results=lambda w: [f"{RESULTS}/finetune/{w.model}/{w.dataset}/seed{s}/result.json"
                            for s in config["finetune"]["seeds"]],
+        # the task-distillation teacher's weights are an output of finetune_kept (rules/task_distill.smk): named, so
+        # that weights deleted before this row was exported are made again (the finetune rule's own keep_model
+        # param makes a rerun there)
+        models=lambda w: [f"{RESULTS}/finetune/{w.model}/{w.dataset}/seed{s}/model" for s in config["finetune"]["seeds"]]
+                         if TD_STUDENTS and w.model == TD["teacher"] else [],
         summary=rules.tables.output.summary,
         test=f"{RESULTS}/ner/{{dataset}}/test.tsv",
         corpus=f"{RESULTS}/corpus/stats.json",

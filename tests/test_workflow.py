@@ -123,6 +123,10 @@ def test_task_distilled_rows_plan_their_teachers_distillations_and_table6(tmp_pa
     # exBERT's 15 fine-tunings keep their weights (finetune_kept); EDAD_linear_TD's 15 are added to the other 18 rows'
     assert (counts["finetune_kept"], counts["task_distill"], counts["finetune"]) == (15, 15, 18 * 15 + 15)
     assert '"keep_model": true' in jobs and "results/table6.md" in jobs
+    # config.yaml exports exBERT too: its export names the kept weights, so weights a temp output deleted are made again
+    exports = [block for block in jobs.split("\nrule ")[1:] if block.startswith("export_ner:")]
+    teacher = next(block for block in exports if "output: results/export/exBERT-BC5CDR-IOB" in block)
+    assert all(f"results/finetune/exBERT/BC5CDR-IOB/seed{s}/model" in teacher for s in range(1, 6))
     assert ("--name EDAD_linear_TD --model results/train/td_EDAD_linear/BC5CDR-IOB/seed3/student --tokenizer= "
             "--role student --dataset BC5CDR-IOB") in jobs
     overlay.write_text("task_distill:\n  rows: [exBERT]\n")
