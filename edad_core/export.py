@@ -86,12 +86,12 @@ def raw_test_text(sentences: list[list[str]]) -> tuple[str, list[list[tuple[int,
     return "".join(lines), offsets
 
 
-def check_tagger(tagger: Tagger, gold: list, predictions_conll) -> dict:
-    """Tag the test text (gold: read_iob of test.tsv) end to end; compare with the run's predictions (module
-    docstring)."""
+def check_tagger(tagger: Tagger, gold: list, test: tuple[str, list], predictions_conll) -> dict:
+    """Tag the test text end to end (gold: read_iob of test.tsv; test: its raw_test_text); compare with the run's
+    predictions (module docstring)."""
     run = [[line.split(" ")[2] for line in block.splitlines()]
            for block in Path(predictions_conll).read_text().split("\n\n") if block.strip()]
-    text, offsets = raw_test_text([w for w, _ in gold])
+    text, offsets = test
     doc = next(tagger.tag([{"id": "test", "text": text}]))
     ours = [[t for _, _, t in sentence] for sentence in doc["sentences"]]
     same_split = [[(s, e) for s, e, _ in sentence] for sentence in doc["sentences"]] == offsets
@@ -262,6 +262,7 @@ def export_ner(*, result_dir, summary_csv, test_tsv, out_dir, datasets: list[str
     summary = pd.read_csv(summary_csv, index_col="model")
     provenance = {**provenance, "model_config": json.loads((model_dir / "config.json").read_text())}
     gold = read_iob(test_tsv)
+    test = raw_test_text([w for w, _ in gold])
 
     def finish(folder: Path) -> dict[str, str]:
         if onnx:
@@ -269,13 +270,13 @@ def export_ner(*, result_dir, summary_csv, test_tsv, out_dir, datasets: list[str
         # the run's batch size and threads: its test predictions come back exactly
         tagger = Tagger(folder, device="cpu", batch_size=settings["per_device_batch_size"],
                         threads=provenance["threads"])
-        check = check_tagger(tagger, gold, result_dir / "predictions-test.conll")
+        check = check_tagger(tagger, gold, test, result_dir / "predictions-test.conll")
         log.info("check: %s", check)
         if not check["same_sentences_and_words"] or check["word_label_differences"] or check["entity_tag_differences"]:
             log.warning("the tagger differs from the run's predictions: %s", check)
         speeds = measure_folders({result["name"]: folder}, speed_documents, threads=speed["threads"],
                                  batch_size=speed["batch_size"], rounds=speed["rounds"],
-                                 test=(raw_test_text([w for w, _ in gold])[0], [t for _, t in gold]))
+                                 test=(test[0], [t for _, t in gold]))
         card = model_card(name=Path(out_dir).name, model=result["name"], dataset=result["dataset"],
                           seed=result["seed"], summary=summary, datasets=datasets, check=check, speeds=speeds,
                           speed_source=speed["source"], provenance=provenance, command=command,
